@@ -1,0 +1,1 @@
+"""Wave physics: acquisition constants, source wavelet and the exact finite-difference simulator."""
