@@ -1,0 +1,104 @@
+"""The config system: YAML + overrides, exact one-line errors, round trip through --print-config."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fwi.config import Config, dump_config, load_config, save_config
+from fwi.errors import ConfigError
+
+
+def test_defaults_then_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: fromfile\ndata:\n  val_fraction: 0.25\n  split_seed: 3\n")
+    cfg = load_config(path, ["data.split_seed=7", "data.families=[FlatVel_A, Style_B]"])
+    assert cfg.name == "fromfile"
+    assert cfg.data.val_fraction == 0.25  # from the file
+    assert cfg.data.split_seed == 7  # override wins over the file
+    assert cfg.data.families == ["FlatVel_A", "Style_B"]  # YAML-parsed list
+    assert cfg.data.root is None  # schema default
+
+
+def test_override_value_types_are_parsed_as_yaml():
+    cfg = load_config(None, ["data.root=/some/dir", "seed=12", "data.test_dir=null"])
+    assert cfg.data.root == Path("/some/dir")
+    assert cfg.seed == 12 and isinstance(cfg.seed, int)
+    assert cfg.data.test_dir is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.rooot=1"], "unknown config key 'data.rooot': 'rooot' is not in data; valid keys: root, families, "
+                           "val_fraction, split_seed, test_dir"),
+        (["dta.root=1"], "unknown config key 'dta.root': 'dta' is not in the top level; valid keys: name, seed, data"),
+        (["data.val_fraction=abc"], "config key 'data.val_fraction' in overrides: Input should be a valid number, "
+                                    "unable to parse string as a number (got 'abc')"),
+        (["data.val_fraction=1.5"], "config key 'data.val_fraction' in overrides: Input should be less than 1 "
+                                    "(got 1.5)"),
+        (["data.root.x=1"], "config key 'data.root' is a value, not a section (in override 'data.root.x')"),
+        (["seed"], "override 'seed' is not of the form section.key=value"),
+    ],
+)
+def test_bad_overrides_are_one_line_errors(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert str(info.value) == message
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  rot: /x\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"unknown config key 'data.rot' in {path}; valid keys: root, families, "
+                               "val_fraction, split_seed, test_dir")
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="^config file not found: .*nope.yaml$"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping of sections, not a list$"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_dump_is_valid_yaml_that_round_trips(tmp_path):
+    cfg = load_config(None, ["name=rt", "data.root=/d", "data.families=[CurveFault_B]"])
+    assert Config.model_validate(yaml.safe_load(dump_config(cfg))) == cfg
+    save_config(cfg, tmp_path / "args.yaml")
+    assert load_config(tmp_path / "args.yaml") == cfg
+
+
+def test_every_field_is_documented():
+    def walk(model):
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+                assert annotation.__doc__, f"section {name} has no docstring"
+                walk(annotation)
+            else:
+                assert info.description, f"field {name} of {model.__name__} has no description"
+
+    walk(Config)
+
+
+def test_configs_folder_files_validate():
+    for path in sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml")):
+        load_config(path)
+
+
+def test_cli_print_config_and_error_exit():
+    ok = subprocess.run([sys.executable, "-m", "fwi.data", "--print-config", "data.split_seed=5"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert yaml.safe_load(ok.stdout)["data"]["split_seed"] == 5
+    bad = subprocess.run([sys.executable, "-m", "fwi.data", "data.nope=1"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        "error: unknown config key 'data.nope': 'nope' is not in data; valid keys: root, families, val_fraction, "
+        "split_seed, test_dir"
+    ]
