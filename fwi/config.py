@@ -9,7 +9,7 @@ saved with every run and checkpoint, so a result can always be reproduced.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,12 +39,103 @@ class DataConfig(Section):
     test_dir: Path | None = Field(None, description="Folder of test files <oid>.npy (Kaggle's test/).")
 
 
+class SynthConfig(Section):
+    """Synthetic training data, generated and cached when data.root is null (see python -m fwi.synth)."""
+
+    families: list[str] = Field(
+        ["FlatVel_A", "FlatVel_B", "CurveVel_A", "CurveVel_B", "FlatFault_A", "FlatFault_B", "CurveFault_A",
+         "CurveFault_B", "Style_A", "Style_B"],
+        description="Velocity families to generate.",
+    )
+    samples_per_family: int = Field(40, ge=1, description="Samples generated per family.")
+    samples_per_file: int = Field(500, ge=1, description="Samples per .npy file (the competition uses 500).")
+    seed: int = Field(0, description="Seed of the velocity generators.")
+    cache_dir: Path = Field(Path("cache/synth"), description="Where generated trees are kept and reused.")
+    device: str = Field("auto", description="Simulation device: auto (cuda if present), cpu, cuda, cuda:N.")
+
+
+class NormalizeConfig(Section):
+    """Seismic input normalization; its statistics are saved inside every checkpoint."""
+
+    mode: Literal["pixel", "global", "log"] = Field(
+        "pixel", description="pixel: per (source, time, receiver) mean/std; global: one mean/std; "
+        "log: sign(x) log1p(|x| / global std).")
+    cache_dir: Path = Field(Path("cache/stats"), description="Where computed statistics are cached.")
+
+
+class AugmentConfig(Section):
+    """Training augmentation (albumentations + seismic-aware ops); probabilities per sample."""
+
+    flip_p: float = Field(0.5, ge=0, le=1, description="Left-right survey flip (receivers, sources, velocity).")
+    noise_p: float = Field(0.0, ge=0, le=1, description="Gaussian trace noise.")
+    noise_std: float = Field(0.02, ge=0, description="Noise std as a fraction of each trace's RMS amplitude.")
+    scale_p: float = Field(0.0, ge=0, le=1, description="Amplitude scaling.")
+    scale_max: float = Field(1.2, ge=1, description="Largest amplitude factor (log-uniform in [1/x, x]).")
+    dropout_p: float = Field(0.0, ge=0, le=1, description="Trace dropout.")
+    dropout_fraction: float = Field(0.05, ge=0, le=1, description="Fraction of traces zeroed by trace dropout.")
+
+
+class ModelConfig(Section):
+    """The network, built by name from the model registry (fwi/models)."""
+
+    name: Literal["inversionnet", "timm_unet"] = Field("inversionnet", description="Registered model name.")
+    width: int = Field(32, ge=1, description="inversionnet: channels of the first layer (32 = published model).")
+    encoder: str = Field("resnet18", description="timm_unet: any timm model name usable with features_only.")
+    encoder_weights: Path | None = Field(
+        None, description="timm_unet: local file of pretrained encoder weights (never downloaded).")
+    input_size: list[int] = Field([256, 72], min_length=2, max_length=2,
+                                  description="timm_unet: seismic resized to [time, receivers] grid points.")
+    decoder_channels: list[int] = Field([256, 128, 64, 32], min_length=1,
+                                        description="timm_unet: channels of the decoder stages, deep to shallow.")
+
+
+class LossConfig(Section):
+    """Training loss: L1 on velocity (scaled to [0, 1]) plus an optional physics-informed misfit."""
+
+    physics_weight: float = Field(0.0, ge=0, description="lambda of the physics term (0 disables it).")
+    physics_fraction: float = Field(0.25, gt=0, le=1, description="Fraction of each batch simulated.")
+    physics_every: int = Field(1, ge=1, description="Apply the physics term every k optimizer steps.")
+    physics_nt: int = Field(1000, ge=2, le=1000, description="Time steps simulated for the physics term "
+                            "(fewer is cheaper: the scheme is causal, so the first nt samples are exact).")
+
+
+class TrainConfig(Section):
+    """The optimisation loop."""
+
+    epochs: int = Field(10, ge=1, description="Passes over the training split.")
+    batch_size: int = Field(32, ge=1, description="Samples per optimizer step (per process under torchrun).")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    schedule: Literal["cosine", "onecycle", "constant"] = Field(
+        "cosine", description="LR schedule after warmup, stepped every optimizer step.")
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Fraction of all steps spent warming up.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (null: no clipping).")
+    accumulate: int = Field(1, ge=1, description="Batches accumulated per optimizer step.")
+    ema_decay: float | None = Field(0.99, gt=0, lt=1, description="EMA of weights used for validation (null: off).")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
+    compile: bool = Field(False, description="torch.compile the model.")
+    channels_last: bool = Field(False, description="channels_last memory format (CUDA convolutions).")
+    device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:N.")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes.")
+    out_dir: Path = Field(Path("runs"), description="Run folders go to <out_dir>/<name>/.")
+    max_minutes: float | None = Field(None, gt=0, description="Stop after the epoch that passes this budget.")
+    plot: bool = Field(True, description="Write a PNG of predictions vs truth every epoch.")
+    tensorboard: bool = Field(True, description="Also log to TensorBoard (runs/<name>/tb).")
+    wandb: bool = Field(False, description="Also log to Weights & Biases in offline mode (if installed).")
+
+
 class Config(Section):
     """A complete, resolved configuration."""
 
     name: str = Field("default", description="Run name: outputs go to runs/<name>/.")
     seed: int = Field(0, description="Global random seed (model init, data order, augmentation).")
     data: DataConfig = Field(default_factory=DataConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
 def _section_keys(model: type[BaseModel]) -> str:

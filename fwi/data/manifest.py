@@ -1,0 +1,104 @@
+"""The training manifest: one polars row per sample, with a train/validation split grouped by file.
+
+Columns: ``family`` (str), ``seismic_path`` (str), ``velocity_path`` (str), ``index`` (int64, sample
+index inside the file), ``split`` (``"train"`` or ``"val"``).
+
+Split rules (per family, so every family is represented in both splits where it can be):
+
+* All samples of one file share a split: samples of a file come from one simulation batch, so a
+  sample-level split could leak near-duplicates into validation.
+* A family with ``n >= 2`` files holds out ``round(val_fraction * n)`` files, at least 1 and at most
+  ``n - 1`` when ``val_fraction > 0``. Note: Kaggle's ``train_samples`` has 2 files per family, so any
+  ``val_fraction > 0`` holds out one file of each family (50 % of the samples).
+* A family with one file goes wholly to train (a file is never split), with a :class:`UserWarning`
+  saying it has no validation data.
+* Which files are held out is drawn from ``seed`` and the family name only, so the split of a family
+  does not change when other families are added, removed or filtered out.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from fwi.data.layout import Family, discover_families
+
+MANIFEST_SCHEMA = {
+    "family": pl.String,
+    "seismic_path": pl.String,
+    "velocity_path": pl.String,
+    "index": pl.Int64,
+    "split": pl.String,
+}
+SPLITS = ("train", "val")
+
+
+def n_val_files(n_files: int, val_fraction: float) -> int:
+    """How many of a family's ``n_files`` files go to validation (see the module docstring)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if val_fraction == 0.0 or n_files < 2:
+        return 0
+    return min(max(round(val_fraction * n_files), 1), n_files - 1)
+
+
+def val_file_mask(family: str, n_files: int, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean ``[n_files]``: which of a family's files (in natural order) are validation files."""
+    k = n_val_files(n_files, val_fraction)
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(family.encode())])
+    mask = np.zeros(n_files, dtype=bool)
+    mask[rng.choice(n_files, size=k, replace=False)] = True
+    return mask
+
+
+def manifest_from_families(families: Sequence[Family], *, val_fraction: float = 0.1,
+                           seed: int = 0) -> pl.DataFrame:
+    """The manifest of already-discovered families (see the module docstring for the split)."""
+    rows: dict[str, list] = {name: [] for name in MANIFEST_SCHEMA}
+    for fam in families:
+        mask = val_file_mask(fam.name, fam.n_files, val_fraction, seed)
+        if val_fraction > 0 and fam.n_files < 2:
+            warnings.warn(f"family {fam.name} has only {fam.n_files} file(s): all its samples go to "
+                          "train, it gets no validation data", UserWarning, stacklevel=2)
+        for pair, is_val in zip(fam.pairs, mask, strict=True):
+            n = pair.n_samples
+            rows["family"] += [fam.name] * n
+            rows["seismic_path"] += [str(pair.seismic)] * n
+            rows["velocity_path"] += [str(pair.velocity)] * n
+            rows["index"] += range(n)
+            rows["split"] += ["val" if is_val else "train"] * n
+    return pl.DataFrame(rows, schema=MANIFEST_SCHEMA)
+
+
+def build_manifest(
+    root: str | Path,
+    *,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    families: Sequence[str] | None = None,
+    check_values: bool = False,
+) -> pl.DataFrame:
+    """Discover and validate the training files under ``root`` and list every sample with its split.
+
+    ``root``: Kaggle root, folder of family folders, or one family folder. ``families``: keep only these
+    (unknown names raise :class:`~fwi.errors.DataError` listing the found ones). ``check_values``: also
+    scan all seismic data for NaN/Inf (slow). Velocities are always checked for NaN/Inf and range.
+    Deterministic for a given ``seed``.
+    """
+    n_val_files(2, val_fraction)  # reject a bad fraction before scanning any file
+    found = discover_families(root, families=families, check_values=check_values)
+    return manifest_from_families(found, val_fraction=val_fraction, seed=seed)
+
+
+def split_summary(manifest: pl.DataFrame) -> pl.DataFrame:
+    """Files and samples per family and split: columns family, split, files, samples."""
+    return (
+        manifest.group_by("family", "split")
+        .agg(pl.col("seismic_path").n_unique().alias("files"), pl.len().alias("samples"))
+        .sort("family", "split")
+    )
