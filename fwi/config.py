@@ -124,6 +124,34 @@ class TrainConfig(Section):
     wandb: bool = Field(False, description="Also log to Weights & Biases in offline mode (if installed).")
 
 
+class PredictConfig(Section):
+    """Inference on the test set (python -m fwi.predict): ensemble, TTA and the submission CSV.
+
+    Each checkpoint brings its own model, weights and normalization; this section only says how to run them.
+    The test folder is data.test_dir.
+    """
+
+    checkpoints: list[Path] = Field(
+        [], description="Checkpoints to ensemble (runs/<name>/best.pt ...); their predictions are averaged.")
+    use_ema: bool = Field(True, description="Use each checkpoint's EMA weights when it holds them.")
+    batch_size: int = Field(32, ge=1, description="Test files per forward pass.")
+    device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:N.")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes reading the test files.")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
+    tta: Literal["none", "flip"] = Field(
+        "none", description="Test-time augmentation. flip: also predict the left-right flipped survey "
+        "(receivers and source order reversed), flip that prediction back along x and average.")
+    out: Path | None = Field(None, description="Submission CSV to write (null: submissions/<name>.csv).")
+    skip_bad: bool = Field(
+        False, description="Unreadable or malformed test files get the fallback prediction (the mean map "
+        "of all good files' predictions) and are listed at the end, instead of stopping the run.")
+    float_precision: int | None = Field(
+        2, ge=0, description="Decimals written per velocity (2: <= 0.005 m/s rounding, a ~20% smaller CSV "
+        "than null = full float32 precision).")
+    chunk_files: int = Field(
+        2048, ge=1, description="Test files buffered per CSV write (bounds memory: 2048 files = 143k rows).")
+
+
 class Config(Section):
     """A complete, resolved configuration."""
 
@@ -136,6 +164,7 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
 
 
 def _section_keys(model: type[BaseModel]) -> str:

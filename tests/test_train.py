@@ -1,0 +1,120 @@
+"""The training loop end to end on tiny data: outputs, exact resume, per-step schedule, fast failures."""
+
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+import torch
+
+from fwi import engine
+from fwi.checkpoint import load_checkpoint, restore_model
+from fwi.config import load_config
+from fwi.errors import FwiError
+from fwi.train import make_scheduler, train
+
+TINY = ["model.width=2", "train.batch_size=2", "train.workers=0", "train.tensorboard=false"]
+
+
+def tiny_cfg(tree, tmp_path, *extra):
+    return load_config(None, [f"data.root={tree.root}", f"train.out_dir={tmp_path / 'runs'}",
+                              f"normalize.cache_dir={tmp_path / 'stats'}", "data.val_fraction=0.5", *TINY, *extra])
+
+
+def test_run_writes_checkpoint_metrics_and_plots(kaggle_tree, tmp_path):
+    cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=2", "name=a")
+    best = train(cfg, progress=False)
+    run = tmp_path / "runs" / "a"
+    metrics = pl.read_csv(run / "metrics.csv")
+    assert metrics["epoch"].to_list() == [0, 1]
+    assert best == pytest.approx(metrics["val_mae"].min())
+    assert {"val_mae_FlatVel_A", "val_mae_CurveFault_A", "train_l1", "lr"} <= set(metrics.columns)
+    assert sorted(p.name for p in (run / "plots").iterdir()) == ["epoch_000.png", "epoch_001.png"]
+    model, normalizer, saved_cfg = restore_model(load_checkpoint(run / "best.pt"))
+    assert saved_cfg == cfg and normalizer.mode == "pixel"
+    with torch.no_grad():
+        v = model(normalizer(torch.randn(1, 5, 1000, 70)))
+    assert v.shape == (1, 1, 70, 70) and 1500 <= v.min() and v.max() <= 4500
+
+
+def test_resume_after_a_crash_mid_epoch_matches_uninterrupted_run(kaggle_tree, tmp_path, monkeypatch):
+    extra = ["train.epochs=3", "augment.noise_p=0.5", "augment.dropout_p=0.5"]  # augmentation must replay too
+    full = pl.read_csv(_run(tiny_cfg(kaggle_tree, tmp_path, *extra, "name=full"), tmp_path / "runs" / "full"))
+
+    calls = {"n": 0}
+    real = engine.train_one_epoch
+
+    def crash_in_third_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed mid-epoch
+        return real(*args, **kwargs)
+
+    cfg = tiny_cfg(kaggle_tree, tmp_path, *extra, "name=crash")
+    monkeypatch.setattr("fwi.train.train_one_epoch", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr("fwi.train.train_one_epoch", real)
+    assert load_checkpoint(tmp_path / "runs" / "crash" / "last.pt")["epoch"] == 1
+    train(cfg, resume=True, progress=False)
+    resumed = pl.read_csv(tmp_path / "runs" / "crash" / "metrics.csv")
+    assert resumed["epoch"].to_list() == [0, 1, 2]
+    for column in ("val_mae", "train_loss", "lr", "step"):
+        assert resumed[column].to_list() == full[column].to_list(), column
+
+
+def _run(cfg, run_dir):
+    train(cfg, progress=False)
+    return run_dir / "metrics.csv"
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(kaggle_tree, tmp_path):
+    cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=1", "name=b")
+    with pytest.raises(FwiError, match="nothing to resume: .*b/last.pt not found"):
+        train(cfg, resume=True, progress=False)
+    train(cfg, progress=False)
+    with pytest.raises(FwiError, match="already holds a run; pass --resume"):
+        train(cfg, progress=False)
+
+
+def test_scheduler_is_stepped_per_optimizer_step():
+    cfg = load_config(None, ["train.lr=1.0", "train.warmup_fraction=0.1", "train.schedule=cosine"]).train
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = make_scheduler(opt, cfg, total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)  # linear warmup over 10 steps
+    assert lrs[10] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.01, abs=1e-3)  # cosine down to 1 %
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def test_train_counts_optimizer_steps_with_accumulation(kaggle_tree, tmp_path):
+    # 5 training samples (3 + 2 in the default tree at val_fraction 0.5).
+    cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=1", "train.accumulate=2", "name=acc")
+    train(cfg, progress=False)
+    assert load_checkpoint(tmp_path / "runs" / "acc" / "last.pt")["step"] == 1  # 2 full batches of 2 -> 1 step
+    too_big = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=1", "train.batch_size=4", "train.accumulate=2", "name=big")
+    with pytest.raises(FwiError, match="the training split has 5 samples: too few for train.batch_size=4 x "
+                                       "train.accumulate=2 x 1 process"):
+        train(too_big, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train.nope=1"], "error: unknown config key 'train.nope': 'nope' is not in train; valid keys: epochs, "),
+        (["data.root=/does/not/exist"], "error: data root not found: /does/not/exist"),
+        (["data.root={empty}"], "error: no training files found under {empty} (expected train_samples/<family>/"),
+    ],
+)
+def test_cli_fails_fast_with_one_line(args, message, tmp_path):
+    (tmp_path / "empty").mkdir()
+    args = [a.format(empty=tmp_path / "empty") for a in args]
+    out = subprocess.run([sys.executable, "-m", "fwi.train", *args, f"train.out_dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message.format(empty=tmp_path / "empty")), out.stderr
