@@ -1,0 +1,153 @@
+"""Synthetic velocity families: validity, determinism, per-family structure, and closeness to real OpenFWI maps."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fwi.physics.acquisition import NX, NZ, VMAX, VMIN
+from fwi.synth.families import FAMILIES, generate
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+REAL = {"FlatVel_A": "FlatVelA", "CurveVel_A": "CurveVelA", "FlatFault_A": "FlatFaultA"}
+
+
+@cache
+def maps(family: str, n: int = 64, seed: int = 0) -> torch.Tensor:
+    return generate(family, n, seed)
+
+
+@cache
+def real(family: str) -> np.ndarray:
+    """500 real maps, ``[500, 70, 70]`` m/s."""
+    return np.load(DATA / f"velocity_{REAL[family]}.npz")["velocity"][:, 0]
+
+
+def distinct_per_column(m: np.ndarray, resolution: float | None = None) -> float:
+    v = m if resolution is None else np.round(m / resolution)
+    s = np.sort(v, axis=1)
+    return float((1 + (np.diff(s, axis=1) != 0).sum(axis=1)).mean())
+
+
+def lateral_jump(m: torch.Tensor, threshold: float = 100.0) -> torch.Tensor:
+    """``[n]`` bool: some horizontally adjacent pixels differ by more than ``threshold`` m/s."""
+    return ((m[:, :, 1:] - m[:, :, :-1]).abs() > threshold).flatten(1).any(1)
+
+
+def rows_constant(m: torch.Tensor) -> torch.Tensor:
+    """``[n]`` bool: every row of the map is constant."""
+    return (m == m[:, :, :1]).flatten(1).all(1)
+
+
+def test_family_names():
+    assert FAMILIES == (
+        "FlatVel_A", "FlatVel_B", "CurveVel_A", "CurveVel_B", "FlatFault_A",
+        "FlatFault_B", "CurveFault_A", "CurveFault_B", "Style_A", "Style_B",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_valid_maps(family):
+    m = maps(family)
+    assert m.shape == (64, NZ, NX) and m.dtype == torch.float32 and m.device.type == "cpu"
+    assert torch.isfinite(m).all()
+    assert m.min() >= VMIN and m.max() <= VMAX
+    assert m.std() > 100  # not degenerate
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_seeded(family):
+    a = generate(family, 16, seed=7)
+    assert torch.equal(a, generate(family, 16, seed=7))
+    b = generate(family, 16, seed=8)
+    assert not torch.equal(a, b)
+    assert (a != b).flatten(1).any(1).all()  # every map differs, not just one
+    assert len({m.numpy().tobytes() for m in a}) == 16  # maps within a batch differ too
+
+
+def test_unknown_family_and_sizes():
+    valid = ", ".join(FAMILIES)
+    with pytest.raises(ValueError, match=re.escape(f"unknown velocity family 'FlatVel_C'; valid families: {valid}")):
+        generate("FlatVel_C", 1, 0)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        generate("Style_A", -1, 0)
+    assert generate("Style_A", 0, 0).shape == (0, NZ, NX)
+
+
+@pytest.mark.parametrize("family", ["FlatVel_A", "FlatVel_B"])
+def test_flat_layers(family):
+    m = maps(family)
+    assert rows_constant(m).all()
+    assert torch.equal(m, m.round())  # integer velocities, as in the real maps
+
+
+@pytest.mark.parametrize("family", ["CurveVel_A", "CurveVel_B"])
+def test_curved_layers(family):
+    m = maps(family)
+    assert (~rows_constant(m)).float().mean() > 0.9
+    assert torch.equal(m, m.round())
+    n_values = torch.tensor([len(x.unique()) for x in m])
+    assert (n_values <= 10).all()  # still a handful of layers, not a texture
+
+
+@pytest.mark.parametrize("family", ["FlatFault_A", "FlatFault_B", "CurveFault_A", "CurveFault_B"])
+def test_faults_shift_layers(family):
+    m = maps(family)
+    assert lateral_jump(m).float().mean() > 0.9
+    assert not rows_constant(m).any()
+
+
+def test_flat_faults_are_piecewise_flat():
+    # away from the fault(s) the rows stay constant: many adjacent columns are (near) identical
+    m = maps("FlatFault_A")
+    same = ((m[:, :, 1:] - m[:, :, :-1]).abs().amax(1) < 5).float().mean(1)
+    assert same.median() > 0.3
+
+
+@pytest.mark.parametrize("family", ["FlatVel_A", "CurveVel_A"])
+def test_a_velocity_increases_with_depth(family):
+    m = maps(family)
+    assert (m[:, 1:] >= m[:, :-1]).all()
+
+
+@pytest.mark.parametrize("family", ["FlatVel_B", "CurveVel_B", "FlatFault_B", "CurveFault_B"])
+def test_b_velocity_not_ordered(family):
+    m = maps(family)
+    increasing = (m[:, 1:] >= m[:, :-1] - 1).flatten(1).all(1)
+    assert increasing.float().mean() < 0.5
+
+
+def roughness(m: torch.Tensor) -> torch.Tensor:
+    """``[n]``: mean |neighbour difference| / std per map (white noise ~1.1, smooth fields << 1)."""
+    dx = (m[:, :, 1:] - m[:, :, :-1]).abs().mean((1, 2))
+    dz = (m[:, 1:] - m[:, :-1]).abs().mean((1, 2))
+    return (dx + dz) / 2 / m.std((1, 2))
+
+
+def test_style_smooth_textures():
+    a, b = maps("Style_A"), maps("Style_B")
+    for m in (a, b):
+        assert np.mean([len(x.unique()) for x in m]) > 1000  # continuous textures, not layers
+    assert (roughness(a) < 0.3).all()
+    assert roughness(b).mean() > roughness(a).mean()  # B is rougher
+    z = torch.arange(NZ, dtype=torch.float32)
+    slope = ((a.mean(2) - a.mean()) * (z - z.mean())).sum(1)
+    assert (slope > 0).float().mean() > 0.9  # Style_A velocity increases with depth
+
+
+@pytest.mark.parametrize("family", list(REAL))
+def test_a_families_close_to_real(family):
+    r, s = real(family), maps(family, 300, 1).numpy()
+    # distinct values per column: raw and at 1 m/s resolution (the real fault maps carry sub-1 m/s residues)
+    assert distinct_per_column(s) == pytest.approx(distinct_per_column(r), rel=0.15)
+    assert distinct_per_column(s, 1.0) == pytest.approx(distinct_per_column(r, 1.0), rel=0.1)
+    assert s.mean() == pytest.approx(r.mean(), abs=100)
+    assert s.std() == pytest.approx(r.std(), abs=100)
+    p = np.linspace(0, 1, 501)
+    assert np.abs(np.quantile(s, p) - np.quantile(r, p)).mean() < 80  # Wasserstein-1 of the histograms, m/s
+    assert np.abs(s.mean((0, 2)) - r.mean((0, 2))).max() < 250  # mean velocity by depth, m/s
