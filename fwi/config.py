@@ -9,10 +9,10 @@ saved with every run and checkpoint, so a result can always be reproduced.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fwi.errors import ConfigError
 
@@ -52,6 +52,10 @@ class SynthConfig(Section):
     seed: int = Field(0, description="Seed of the velocity generators.")
     cache_dir: Path = Field(Path("cache/synth"), description="Where generated trees are kept and reused.")
     device: str = Field("auto", description="Simulation device: auto (cuda if present), cpu, cuda, cuda:N.")
+    stream_batches: int = Field(0, ge=0, description="On-the-fly batches per training epoch, generated, augmented "
+                                "and simulated on the training device, interleaved with the file batches (0: off).")
+    stream_augment: bool = Field(True, description="Velocity-space augmentation (warps, blends, flips) of the "
+                                 "on-the-fly maps before simulation.")
 
 
 class NormalizeConfig(Section):
@@ -152,6 +156,101 @@ class PredictConfig(Section):
         2048, ge=1, description="Test files buffered per CSV write (bounds memory: 2048 files = 143k rows).")
 
 
+class _Param(Section):
+    """Base of the ``tune.space`` entries: an unknown key is reported with the valid ones."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [k for k in data if k not in cls.model_fields]
+            if unknown:
+                kind = cls.model_fields["type"].annotation.__args__[0]
+                raise ValueError(f"unknown key '{unknown[0]}' for a {kind} parameter; valid keys: "
+                                 f"{_section_keys(cls)}")
+        return data
+
+
+class FloatParam(_Param):
+    """A float hyperparameter: ``{type: float, low, high, log, step}``."""
+
+    type: Literal["float"] = Field(description="Parameter kind.")
+    low: float = Field(description="Smallest value.")
+    high: float = Field(description="Largest value (inclusive).")
+    log: bool = Field(False, description="Sample log-uniformly (needs low > 0; not with step).")
+    step: float | None = Field(None, gt=0, description="Discretisation step from low (null: continuous).")
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatParam:
+        _check_range(self.low, self.high, self.log)
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+
+class IntParam(_Param):
+    """An integer hyperparameter: ``{type: int, low, high, log, step}``."""
+
+    type: Literal["int"] = Field(description="Parameter kind.")
+    low: int = Field(description="Smallest value.")
+    high: int = Field(description="Largest value (inclusive).")
+    log: bool = Field(False, description="Sample log-uniformly (needs low > 0; step must be 1).")
+    step: int = Field(1, ge=1, description="Spacing of the values from low.")
+
+    @model_validator(mode="after")
+    def _check(self) -> IntParam:
+        _check_range(self.low, self.high, self.log)
+        if self.log and self.step != 1:
+            raise ValueError("log needs step 1")
+        return self
+
+
+class CategoricalParam(_Param):
+    """A choice among values: ``{type: categorical, choices: [...]}`` (values may be lists, e.g. sizes)."""
+
+    type: Literal["categorical"] = Field(description="Parameter kind.")
+    choices: list[Any] = Field(min_length=1, description="The values to choose from.")
+
+
+def _check_range(low: float, high: float, log: bool) -> None:
+    if low > high:
+        raise ValueError(f"low ({low}) must be <= high ({high})")
+    if log and low <= 0:
+        raise ValueError("log needs low > 0")
+
+
+ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+"""One entry of ``tune.space``, chosen by its ``type``."""
+
+
+class TuneConfig(Section):
+    """Hyperparameter search with Optuna (python -m fwi.tune); each trial is one fwi.train run."""
+
+    space: dict[str, ParamSpec] = Field(
+        {}, description="Search space: dotted config key (e.g. train.lr) -> {type: float|int|categorical, "
+        "low, high, log, step | choices}. Every other setting comes from the rest of this config.")
+    n_trials: int = Field(20, ge=1, description="Finished (complete or pruned) trials the study should hold in "
+                          "total; a resumed study or an extra worker runs only the missing ones.")
+    timeout_s: float | None = Field(None, gt=0, description="This worker starts no new trial after this many "
+                                    "seconds (null: no limit).")
+    storage: str | None = Field(
+        None, description="Optuna storage URL shared by all workers (sqlite:///file.db, "
+        "postgresql://user:pw@host/db, mysql://...); null: sqlite:///<train.out_dir>/<study>/study.db.")
+    sampler_seed: int | None = Field(
+        0, description="Seed of the TPE sampler; trial n samples with sampler_seed + n, so a resumed study or a "
+        "second worker never replays earlier suggestions (null: unseeded).")
+    sampler_startup_trials: int = Field(10, ge=0, description="Random trials before TPE starts modelling.")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="Stop unpromising trials early from their per-epoch val MAE. median: worse than "
+        "the median of earlier trials at the same epoch; hyperband: successive halving brackets; none: never.")
+    pruner_startup_trials: int = Field(5, ge=0, description="median: trials never pruned (the baseline).")
+    pruner_warmup_epochs: int = Field(1, ge=0, description="Epochs every trial runs before it may be pruned.")
+    max_failures: int = Field(5, ge=1, description="A worker stops after this many failed trials in a row "
+                              "(a systematic error rather than a bad suggestion).")
+    heartbeat_s: int = Field(30, ge=1, description="Running trials record a heartbeat this often; a trial "
+                             "silent for 2 x heartbeat_s (its worker was killed) is marked failed and redone.")
+
+
 class Config(Section):
     """A complete, resolved configuration."""
 
@@ -165,6 +264,7 @@ class Config(Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
 
 def _section_keys(model: type[BaseModel]) -> str:

@@ -108,6 +108,31 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class MixedBatches:
+    """One epoch of file batches interleaved with on-the-fly simulated batches (when a stream is given)."""
+
+    def __init__(self, loader: DataLoader, stream=None):
+        self.loader, self.stream = loader, stream
+
+    def __len__(self) -> int:
+        return len(self.loader) + (len(self.stream) if self.stream is not None else 0)
+
+    def __iter__(self):
+        files = iter(self.loader)
+        simulated = iter(self.stream) if self.stream is not None else iter(())
+        yield from _interleave(files, simulated)
+
+
+def _interleave(a, b):
+    """Alternate items of two iterators until both are exhausted."""
+    sentinel = object()
+    while True:
+        x, y = next(a, sentinel), next(b, sentinel)
+        if x is sentinel and y is sentinel:
+            return
+        yield from (item for item in (x, y) if item is not sentinel)
+
+
 def ema_average(decay: float):
     """EMA update with warmup: the decay ramps as ``min(decay, (1 + n) / (10 + n))`` over the first updates,
     so short runs are not dominated by the initial weights."""
@@ -202,6 +227,15 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
                      pin_memory=device.type == "cuda")
     # Workers are re-created every epoch so they see the epoch set on the augmenting dataset.
     train_loader = DataLoader(train_data, sampler=sampler, drop_last=True, **loader_kw)
+    stream = None
+    if cfg.synth.stream_batches > 0:
+        from fwi.synth.augment import VelocityAugment
+        from fwi.synth.stream import SyntheticStream
+
+        stream = SyntheticStream(cfg.synth.families, cfg.train.batch_size, cfg.synth.stream_batches,
+                                 seed=cfg.seed * 1000 + ctx.rank, device=device,
+                                 velocity_augment=VelocityAugment() if cfg.synth.stream_augment else None)
+    batches = MixedBatches(train_loader, stream)
     if len(train_loader) < cfg.train.accumulate:
         raise FwiError(f"the training split has {len(train_set)} samples: too few for train.batch_size="
                        f"{cfg.train.batch_size} x train.accumulate={cfg.train.accumulate} x {ctx.world} process(es)")
@@ -214,7 +248,7 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
     if cfg.train.ema_decay is not None:
         ema = AveragedModel(model, avg_fn=ema_average(cfg.train.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    steps_per_epoch = len(train_loader) // cfg.train.accumulate
+    steps_per_epoch = len(batches) // cfg.train.accumulate
     scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch * cfg.train.epochs)
     loss_fn = VelocityLoss.from_config(cfg.loss)
     state, start_epoch, history, best = StepState(), 0, [], math.inf
@@ -246,8 +280,10 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
             sampler.set_epoch(epoch)
             if isinstance(train_data, AugmentedDataset):
                 train_data.set_epoch(epoch)
+            if stream is not None:
+                stream.set_epoch(epoch)
             t0 = time.monotonic()
-            losses = train_one_epoch(net, train_loader, normalizer, loss_fn, optimizer, scheduler, state,
+            losses = train_one_epoch(net, batches, normalizer, loss_fn, optimizer, scheduler, state,
                                      device=device, amp=cfg.train.amp, accumulate=cfg.train.accumulate,
                                      grad_clip=cfg.train.grad_clip, ema=ema, progress=progress and ctx.main)
             eval_model = ema.module if ema is not None else model
