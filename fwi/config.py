@@ -47,8 +47,9 @@ class SynthConfig(Section):
          "CurveFault_B", "Style_A", "Style_B"],
         description="Velocity families to generate.",
     )
-    samples_per_family: int = Field(40, ge=1, description="Samples generated per family.")
-    samples_per_file: int = Field(500, ge=1, description="Samples per .npy file (the competition uses 500).")
+    samples_per_family: int = Field(12, ge=1, description="Samples generated per family.")
+    samples_per_file: int = Field(4, ge=1, description="Samples per .npy file (the competition uses 500; the "
+                                  "validation split is drawn by file, so small trees need small files).")
     seed: int = Field(0, description="Seed of the velocity generators.")
     cache_dir: Path = Field(Path("cache/synth"), description="Where generated trees are kept and reused.")
     device: str = Field("auto", description="Simulation device: auto (cuda if present), cpu, cuda, cuda:N.")
@@ -83,7 +84,7 @@ class ModelConfig(Section):
     """The network, built by name from the model registry (fwi/models)."""
 
     name: Literal["inversionnet", "timm_unet"] = Field("inversionnet", description="Registered model name.")
-    width: int = Field(32, ge=1, description="inversionnet: channels of the first layer (32 = published model).")
+    width: int = Field(16, ge=1, description="inversionnet: channels of the first layer (32 = the published model).")
     encoder: str = Field("resnet18", description="timm_unet: any timm model name usable with features_only.")
     encoder_weights: Path | None = Field(
         None, description="timm_unet: local file of pretrained encoder weights (never downloaded).")
@@ -106,8 +107,8 @@ class LossConfig(Section):
 class TrainConfig(Section):
     """The optimisation loop."""
 
-    epochs: int = Field(10, ge=1, description="Passes over the training split.")
-    batch_size: int = Field(32, ge=1, description="Samples per optimizer step (per process under torchrun).")
+    epochs: int = Field(20, ge=1, description="Passes over the training split.")
+    batch_size: int = Field(16, ge=1, description="Samples per optimizer step (per process under torchrun).")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of AdamW.")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
     schedule: Literal["cosine", "onecycle", "constant"] = Field(
@@ -252,9 +253,13 @@ class TuneConfig(Section):
 
 
 class Config(Section):
-    """A complete, resolved configuration."""
+    """A complete, resolved configuration.
 
-    name: str = Field("default", description="Run name: outputs go to runs/<name>/.")
+    The defaults are the CPU quickstart (configs/quickstart.yaml): a small synthetic tree, a small InversionNet,
+    minutes of training. configs/inversionnet.yaml and configs/convnext_unet.yaml are full-size GPU setups.
+    """
+
+    name: str = Field("quickstart", description="Run name: outputs go to <train.out_dir>/<name>/.")
     seed: int = Field(0, description="Global random seed (model init, data order, augmentation).")
     data: DataConfig = Field(default_factory=DataConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)

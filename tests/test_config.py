@@ -35,7 +35,7 @@ def test_override_value_types_are_parsed_as_yaml():
         (["data.rooot=1"], "unknown config key 'data.rooot': 'rooot' is not in data; valid keys: root, families, "
                            "val_fraction, split_seed, test_dir"),
         (["dta.root=1"], "unknown config key 'dta.root': 'dta' is not in the top level; valid keys: name, seed, data, "
-                         "synth, normalize, augment, model, loss, train"),
+                         "synth, normalize, augment, model, loss, train, predict, tune"),
         (["data.val_fraction=abc"], "config key 'data.val_fraction' in overrides: Input should be a valid number, "
                                     "unable to parse string as a number (got 'abc')"),
         (["data.val_fraction=1.5"], "config key 'data.val_fraction' in overrides: Input should be less than 1 "
@@ -103,3 +103,9 @@ def test_cli_print_config_and_error_exit():
         "error: unknown config key 'data.nope': 'nope' is not in data; valid keys: root, families, val_fraction, "
         "split_seed, test_dir"
     ]
+
+
+def test_quickstart_config_is_the_builtin_default():
+    """README promise: `python -m fwi.train` with no arguments runs configs/quickstart.yaml."""
+    quickstart = load_config(Path(__file__).parents[1] / "configs" / "quickstart.yaml")
+    assert quickstart == load_config()
