@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from fwi.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from fwi.checkpoint import load_checkpoint, make_checkpoint_state, save_checkpoint
 from fwi.cli import config_parser, main_guard, resolve_config
 from fwi.config import Config, config_to_dict, save_config
 from fwi.data.augment import AugmentedDataset, build_augment
@@ -304,14 +304,11 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
 
                     plot_predictions(pred.numpy(), true.numpy(), run_dir / "plots" / f"epoch_{epoch:03d}.png",
                                      title=f"{cfg.name} epoch {epoch}: val MAE {val_mae:.1f} m/s")
-                ckpt = {"config": config_to_dict(cfg), "epoch": epoch, "step": state.step,
-                        "model": unwrap(model).state_dict(),
-                        "ema": ema.module.state_dict() if ema is not None else None,
-                        "ema_state": ema.state_dict() if ema is not None else None,
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "normalizer_mode": normalizer.mode,
-                        "normalizer": {"mean": normalizer.mean.cpu(), "std": normalizer.std.cpu()},
-                        "family_names": train_set.family_names, "history": log.history, "best": best}
+                ckpt = make_checkpoint_state(
+                    cfg, model, normalizer, ema=ema.module if ema is not None else None, epoch=epoch,
+                    step=state.step, ema_state=ema.state_dict() if ema is not None else None,
+                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                    family_names=train_set.family_names, history=log.history, best=best)
                 save_checkpoint(last_path, ckpt)
                 if improved:
                     save_checkpoint(run_dir / "best.pt", ckpt)

@@ -5,12 +5,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import DATA_DIR
 
 from fwi.config import load_config
 from fwi.data.augment import AugmentedDataset, apply_augment, build_augment
 from fwi.physics.acquisition import DEFAULT
 from fwi.physics.simulator import simulate
-from tests.conftest import DATA_DIR
 
 FLIP = SimpleNamespace(flip_p=1.0, noise_p=0, noise_std=0, scale_p=0, scale_max=1, dropout_p=0, dropout_fraction=0)
 

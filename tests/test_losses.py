@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from conftest import DATA_DIR
 
 from fwi.config import load_config
 from fwi.losses import VelocityLoss, seismic_misfit
 from fwi.models import build_model
 from fwi.physics.acquisition import DEFAULT
 from fwi.physics.simulator import simulate
-from tests.conftest import DATA_DIR
 
 
 def test_l1_is_on_the_unit_scale():

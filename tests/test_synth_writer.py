@@ -8,12 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import DATA_DIR
 
 from fwi.data.layout import discover_families
 from fwi.errors import FwiError
 from fwi.submission import COLUMNS
 from fwi.synth import writer
-from tests.conftest import DATA_DIR
 
 
 @pytest.fixture
