@@ -157,6 +157,27 @@ class PredictConfig(Section):
         2048, ge=1, description="Test files buffered per CSV write (bounds memory: 2048 files = 143k rows).")
 
 
+class RefineConfig(Section):
+    """Test-time physics refinement (fwi.physics.refine): regularised FWI started from the prediction.
+
+    Each predicted map is refined against its own test seismic by Adam on the unit-scale velocity
+    (v - 1500) / 3000, minimising ||sim - obs||^2 / ||obs||^2 + tv_weight * prior, keeping the best iterate.
+    Costs one simulation forward + gradient per step and test file (~5 s on a CPU core, full survey).
+    """
+
+    steps: int = Field(0, ge=0, description="Adam steps per test file (0: refinement off).")
+    lr: float = Field(0.002, gt=0, description="Peak Adam learning rate on the unit velocity scale "
+                      "(0.002 = 6 m/s per step), cosine-decayed to lr/10.")
+    tv_weight: float = Field(50.0, ge=0, description="Weight of the prior (a mean over cells, unit velocity scale) "
+                             "against the normalized L2 data misfit.")
+    prior: Literal["tv2d", "tv1d", "none"] = Field(
+        "tv2d", description="Regulariser: tv2d = anisotropic total variation (faults, curves); tv1d = lateral "
+        "variation only (flat layers); none.")
+    misfit_nt: int | None = Field(
+        None, ge=1, description="Compare only the first N time samples (cheaper, exact on them; null: all 999 "
+        "non-zero samples).")
+
+
 class _Param(Section):
     """Base of the ``tune.space`` entries: an unknown key is reported with the valid ones."""
 
@@ -269,6 +290,7 @@ class Config(Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
 
 

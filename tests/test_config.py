@@ -35,7 +35,7 @@ def test_override_value_types_are_parsed_as_yaml():
         (["data.rooot=1"], "unknown config key 'data.rooot': 'rooot' is not in data; valid keys: root, families, "
                            "val_fraction, split_seed, test_dir"),
         (["dta.root=1"], "unknown config key 'dta.root': 'dta' is not in the top level; valid keys: name, seed, data, "
-                         "synth, normalize, augment, model, loss, train, predict, tune"),
+                         "synth, normalize, augment, model, loss, train, predict, refine, tune"),
         (["data.val_fraction=abc"], "config key 'data.val_fraction' in overrides: Input should be a valid number, "
                                     "unable to parse string as a number (got 'abc')"),
         (["data.val_fraction=1.5"], "config key 'data.val_fraction' in overrides: Input should be less than 1 "
