@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         save_checkpoint(ckpt, make_checkpoint_state(cfg, model, normalizer))
 
         # read: the DataLoader alone
-        loader = DataLoader(CheckedTestDataset(test_dir), batch_size=bs, num_workers=args.workers,
-                            pin_memory=device.type == "cuda")
+        loader = DataLoader(
+            CheckedTestDataset(test_dir), batch_size=bs, num_workers=args.workers, pin_memory=device.type == "cuda"
+        )
         t = time.perf_counter()
         n = sum(len(oids) for oids, _, _ in loader)
         rows.append(("read", n, time.perf_counter() - t))
@@ -122,23 +123,33 @@ def main(argv: list[str] | None = None) -> int:
         with open(tmp / "rows.csv", "wb") as f:
             writer = ChunkedCsvWriter(f)
             for start in range(0, args.files, bs):
-                writer.add(oids[start:start + bs], maps[start:start + bs])
+                writer.add(oids[start : start + bs], maps[start : start + bs])
             writer.flush()
         check_submission(tmp / "rows.csv", expected_oids=oids)
         rows.append(("csv", args.files, time.perf_counter() - t))
 
         # end to end
         t = time.perf_counter()
-        predict([ckpt], test_dir, tmp / "submission.csv", batch_size=bs, device=str(device), workers=args.workers,
-                tta=args.tta, progress=False)
+        predict(
+            [ckpt],
+            test_dir,
+            tmp / "submission.csv",
+            batch_size=bs,
+            device=str(device),
+            workers=args.workers,
+            tta=args.tta,
+            progress=False,
+        )
         rows.append(("end to end", args.files, time.perf_counter() - t))
 
     print(f"\n{'stage':<11} {'samples':>8} {'seconds':>8} {'samples/s':>10}")
     for name, count, seconds in rows:
         print(f"{name:<11} {count:>8} {seconds:>8.2f} {count / seconds:>10.1f}")
     slowest = min(rows[:3], key=lambda r: r[1] / r[2])[0]
-    print(f"\nslowest stage: {slowest}. Full test set (65,818 files) at the end-to-end rate: "
-          f"{65_818 / (rows[-1][1] / rows[-1][2]) / 60:.0f} min")
+    print(
+        f"\nslowest stage: {slowest}. Full test set (65,818 files) at the end-to-end rate: "
+        f"{65_818 / (rows[-1][1] / rows[-1][2]) / 60:.0f} min"
+    )
     return 0
 
 
