@@ -249,8 +249,13 @@ class TuneConfig(Section):
     """Hyperparameter search with Optuna (python -m fwi.tune); each trial is one fwi.train run."""
 
     space: dict[str, ParamSpec] = Field(
-        {}, description="Search space: dotted config key (e.g. train.lr) -> {type: float|int|categorical, "
-        "low, high, log, step | choices}. Every other setting comes from the rest of this config.")
+        default_factory=lambda: {
+            "train.lr": FloatParam(type="float", low=1e-4, high=3e-3, log=True),
+            "train.weight_decay": FloatParam(type="float", low=1e-6, high=1e-2, log=True),
+        },
+        description="Search space: dotted config key (e.g. train.lr) -> {type: float|int|categorical, low, high, "
+        "log, step | choices}. Every other setting comes from the rest of this config. Default: learning rate "
+        "and weight decay, log-uniform.")
     n_trials: int = Field(20, ge=1, description="Finished (complete or pruned) trials the study should hold in "
                           "total; a resumed study or an extra worker runs only the missing ones.")
     timeout_s: float | None = Field(None, gt=0, description="This worker starts no new trial after this many "
