@@ -81,11 +81,12 @@ def training_manifest(cfg: Config, ctx: Dist) -> pl.DataFrame:
     if root is None:
         from fwi.synth.writer import prepare_synthetic
 
-        if ctx.main:  # one process generates, the others wait and reuse the cache
-            root = prepare_synthetic(cfg.synth)
-        if ctx.world > 1:
+        # Rank 0 generates (or finds) the cached tree while the others wait at the barrier, then reuse it.
+        if not ctx.main:
             dist.barrier()
-        root = prepare_synthetic(cfg.synth)
+        root = prepare_synthetic(cfg.synth, progress=ctx.main)
+        if ctx.main and ctx.world > 1:
+            dist.barrier()
     return build_manifest(root, val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed,
                           families=cfg.data.families)
 
