@@ -37,6 +37,9 @@ class DataConfig(Section):
     )
     split_seed: int = Field(0, description="Seed of the file-grouped train/validation split.")
     test_dir: Path | None = Field(None, description="Folder of test files <oid>.npy (Kaggle's test/).")
+    extra_roots: list[Path] = Field(
+        [], description="More training trees mixed in (e.g. written by python -m fwi.synth), each split by the same "
+        "rules; with data.root null they are added to the cached synthetic tree.")
 
 
 class SynthConfig(Section):

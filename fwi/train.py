@@ -87,8 +87,8 @@ def training_manifest(cfg: Config, ctx: Dist) -> pl.DataFrame:
         root = prepare_synthetic(cfg.synth, progress=ctx.main)
         if ctx.main and ctx.world > 1:
             dist.barrier()
-    return build_manifest(root, val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed,
-                          families=cfg.data.families)
+    return build_manifest([root, *cfg.data.extra_roots], val_fraction=cfg.data.val_fraction,
+                          seed=cfg.data.split_seed, families=cfg.data.families)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int):
@@ -287,6 +287,9 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
             losses = train_one_epoch(net, batches, normalizer, loss_fn, optimizer, scheduler, state,
                                      device=device, amp=cfg.train.amp, accumulate=cfg.train.accumulate,
                                      grad_clip=cfg.train.grad_clip, ema=ema, progress=progress and ctx.main)
+            if not math.isfinite(losses["loss"]):
+                raise FwiError(f"training diverged: mean loss {losses['loss']} in epoch {epoch + 1}; lower train.lr "
+                               f"or check the data ({last_path} holds the last good epoch)")
             eval_model = ema.module if ema is not None else model
             acc, (pred, true) = evaluate(eval_model, val_loader, normalizer, train_set.family_names, device=device,
                                          amp=cfg.train.amp, progress=progress and ctx.main)

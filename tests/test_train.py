@@ -138,3 +138,25 @@ def test_ddp_two_cpu_processes_on_gloo(kaggle_tree, tmp_path):
     metrics = pl.read_csv(tmp_path / "runs" / "ddp" / "metrics.csv")
     assert metrics.height == 1 and metrics["step"].to_list() == [3]  # 5 samples padded to 3 per rank, batch 1
     assert set(metrics.columns) >= {"val_mae_FlatVel_A", "val_mae_CurveFault_A"}  # both val shards counted
+
+
+def test_extra_roots_are_pooled_with_the_main_root(make_tree, tmp_path):
+    from fwi.train import Dist, training_manifest
+
+    real = make_tree(test_files=False)
+    synthetic = make_tree({"Style_B": [("data/data1.npy", "model/model1.npy", 2),
+                                       ("data/data2.npy", "model/model2.npy", 2)]}, test_files=False, seed=1)
+    cfg = tiny_cfg(real, tmp_path, f"data.extra_roots=[{synthetic.root}]")
+    manifest = training_manifest(cfg, Dist())
+    assert manifest.group_by("family").len().sort("family").rows() == [("CurveFault_A", 4), ("FlatVel_A", 6),
+                                                                        ("Style_B", 4)]
+    only = training_manifest(tiny_cfg(real, tmp_path, f"data.extra_roots=[{synthetic.root}]",
+                                      "data.families=[Style_B]"), Dist())
+    assert only["family"].unique().to_list() == ["Style_B"]
+
+
+def test_divergence_stops_with_a_clear_error(kaggle_tree, tmp_path, monkeypatch):
+    monkeypatch.setattr("fwi.train.train_one_epoch", lambda *a, **k: {"loss": float("nan")})
+    cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=2", "name=nan")
+    with pytest.raises(FwiError, match=r"^training diverged: mean loss nan in epoch 1; lower train.lr"):
+        train(cfg, progress=False)

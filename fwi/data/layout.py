@@ -220,13 +220,14 @@ def check_pair(family: str, key: str, seismic: Path, velocity: Path) -> FilePair
 
 
 def discover_families(
-    root: str | Path,
+    root: str | Path | Sequence[str | Path],
     *,
     families: Sequence[str] | None = None,
     check_velocities: bool = True,
     check_values: bool = False,
 ) -> list[Family]:
-    """Find, pair and validate the training files under ``root`` (see :func:`find_family_dirs`).
+    """Find, pair and validate the training files under ``root``, or under each of several roots
+    (see :func:`find_family_dirs`; a family found under two roots appears twice).
 
     Headers of every file are always checked (shape, dtype, size, pairing). ``families`` keeps only those
     families (unknown names raise :class:`DataError` listing the found ones). ``check_velocities``
@@ -234,13 +235,15 @@ def discover_families(
     file). ``check_values`` also scans every seismic file for NaN/Inf (expensive: reads all the data,
     in chunks of :data:`SCAN_CHUNK` samples).
     """
-    dirs = find_family_dirs(root)
+    roots = [root] if isinstance(root, str | Path) else list(root)
+    dirs = [d for r in roots for d in find_family_dirs(r)]
     if families is not None:
         found = [d.name for d in dirs]
         unknown = [f for f in families if f not in found]
         if unknown or not families:
             what = f"unknown families: {', '.join(unknown)}" if unknown else "no families selected"
-            raise DataError(f"{what}; found under {root}: {', '.join(found)}")
+            where = ", ".join(str(r) for r in roots)
+            raise DataError(f"{what}; found under {where}: {', '.join(sorted(set(found)))}")
         dirs = [d for d in dirs if d.name in set(families)]
     out = []
     for d in dirs:

@@ -76,7 +76,7 @@ def manifest_from_families(families: Sequence[Family], *, val_fraction: float = 
 
 
 def build_manifest(
-    root: str | Path,
+    root: str | Path | Sequence[str | Path],
     *,
     val_fraction: float = 0.1,
     seed: int = 0,
@@ -85,7 +85,8 @@ def build_manifest(
 ) -> pl.DataFrame:
     """Discover and validate the training files under ``root`` and list every sample with its split.
 
-    ``root``: Kaggle root, folder of family folders, or one family folder. ``families``: keep only these
+    ``root``: Kaggle root, folder of family folders, or one family folder, or a list of them (their
+    samples are pooled; each family's files are split by the usual rules). ``families``: keep only these
     (unknown names raise :class:`~fwi.errors.DataError` listing the found ones). ``check_values``: also
     scan all seismic data for NaN/Inf (slow). Velocities are always checked for NaN/Inf and range.
     Deterministic for a given ``seed``.
