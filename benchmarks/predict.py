@@ -38,7 +38,7 @@ from fwi.models import build_model
 from fwi.models.registry import count_parameters
 from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
 from fwi.predict import TTA, CheckedTestDataset, ChunkedCsvWriter, load_ensemble, predict, predict_batch
-from fwi.score import check_submission
+from fwi.submission import check_submission
 
 SMALL_MODEL = ["model.name=inversionnet", "model.width=8"]
 """Model used when neither --config nor model.* overrides are given."""

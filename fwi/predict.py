@@ -4,7 +4,7 @@ Pipeline: test files (float16 or float32 ``<oid>.npy``) stream through a DataLoa
 applies its *own* saved normalization and model (:func:`fwi.checkpoint.restore_model`); the predictions
 of the ensemble (and, with ``tta="flip"``, of the flipped survey flipped back along x) are averaged,
 clipped to [VMIN, VMAX], and written as the odd x columns in chunks of ``chunk_files`` test files to a
-temporary CSV. The file is validated in full (:func:`fwi.score.check_submission`: header, 70 rows per
+temporary CSV. The file is validated in full (:func:`fwi.submission.check_submission`: header, 70 rows per
 test file, ids equal to the test folder's, finite in-range values) and only then renamed onto ``out``:
 a failed run leaves no output file.
 
@@ -43,8 +43,7 @@ from fwi.errors import DataError, FwiError
 from fwi.io import atomic_path
 from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
 from fwi.physics.refine import refine as refine_maps
-from fwi.score import check_submission
-from fwi.submission import rows_frame
+from fwi.submission import check_submission, rows_frame
 
 TTA = ("none", "flip")
 """Test-time augmentations: ``flip`` = left-right survey flip (see :func:`flip_seismic`)."""

@@ -2,7 +2,7 @@
 
 Upload is ``kaggle competitions submit -c COMPETITION -f FILE -m MESSAGE`` (the official CLI, run
 without a shell). Before anything is uploaded: the ``kaggle`` executable must be on PATH, credentials
-must exist (see :func:`find_credentials`), and the file must pass :func:`fwi.score.check_submission`
+must exist (see :func:`find_credentials`), and the file must pass :func:`fwi.submission.check_submission`
 (header, 70 rows y_0..y_69 per test file, finite values in [1500, 4500] m/s, ids equal to the test
 folder's when ``--test-dir`` is given) and hold the full test set's 4,607,260 rows unless
 ``--allow-partial``.
@@ -21,7 +21,7 @@ from fwi.cli import config_parser, main_guard, resolve_config
 from fwi.data.layout import list_test_files
 from fwi.errors import FwiError
 from fwi.physics.acquisition import NZ
-from fwi.score import check_submission
+from fwi.submission import check_submission
 
 COMPETITION = "waveform-inversion"
 """Kaggle slug of the competition."""

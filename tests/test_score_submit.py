@@ -13,9 +13,9 @@ import pytest
 from fwi import submit as submit_module
 from fwi.errors import FwiError
 from fwi.physics.acquisition import NX, NZ, VMAX, VMIN
-from fwi.score import FAMILY_COLUMN, SubmissionError, check_submission, score
 from fwi.score import main as score_main
-from fwi.submission import COLUMNS, ID_COLUMN, X_COLUMNS, rows_frame
+from fwi.score import score
+from fwi.submission import COLUMNS, FAMILY_COLUMN, ID_COLUMN, X_COLUMNS, SubmissionError, check_submission, rows_frame
 from fwi.submit import main as submit_main
 
 OIDS = [f"{i:010x}" for i in (1, 2, 3, 10, 11, 200)]
