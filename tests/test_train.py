@@ -160,3 +160,20 @@ def test_divergence_stops_with_a_clear_error(kaggle_tree, tmp_path, monkeypatch)
     cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=2", "name=nan")
     with pytest.raises(FwiError, match=r"^training diverged: mean loss nan in epoch 1; lower train.lr"):
         train(cfg, progress=False)
+
+
+def test_default_data_is_a_generated_and_cached_synthetic_tree(tmp_path, monkeypatch):
+    """With data.root null, training simulates the synth section's tree once and reuses it."""
+    from fwi.synth import writer
+
+    cfg = load_config(None, ["synth.families=[FlatVel_A]", "synth.samples_per_family=4", "synth.samples_per_file=2",
+                             f"synth.cache_dir={tmp_path / 'synth'}", "data.val_fraction=0.5", "train.epochs=1",
+                             f"train.out_dir={tmp_path / 'runs'}", f"normalize.cache_dir={tmp_path / 'stats'}",
+                             "name=first", *TINY])
+    train(cfg, progress=False)
+    trees = list((tmp_path / "synth").iterdir())
+    assert len(trees) == 1 and len(list(trees[0].rglob("*.npy"))) == 4
+    calls = []
+    monkeypatch.setattr(writer, "simulate", lambda *a, **k: calls.append(1))
+    train(cfg.model_copy(update={"name": "second"}), progress=False)
+    assert calls == []  # the cached tree was reused, nothing simulated again
