@@ -35,7 +35,10 @@ class DataConfig(Section):
     val_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="Fraction of each family's files held out for validation."
     )
-    split_seed: int = Field(0, description="Seed of the file-grouped train/validation split.")
+    split_seed: int = Field(0, description="Seed of the train/validation split.")
+    split_by: Literal["file", "sample"] = Field(
+        "file", description="Hold out whole files (no file in both splits) or single samples (use it on Kaggle's "
+        "train_samples: 2 files per family, so a file split holds out half the data).")
     test_dir: Path | None = Field(None, description="Folder of test files <oid>.npy (Kaggle's test/).")
     extra_roots: list[Path] = Field(
         [], description="More training trees mixed in (e.g. written by python -m fwi.synth), each split by the same "

@@ -75,8 +75,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def training_manifest(cfg: Config, ctx: Dist) -> pl.DataFrame:
-    """The manifest of the configured competition root, or of the cached synthetic tree."""
+def training_manifest(cfg: Config, ctx: Dist | None = None) -> pl.DataFrame:
+    """The manifest of the configured data: ``data.root`` (or the cached synthetic tree) and ``data.extra_roots``,
+    split as ``data.*`` says. The one place a config becomes a train/validation split (training, notebooks)."""
+    ctx = ctx or Dist()
     root = cfg.data.root
     if root is None:
         from fwi.synth.writer import prepare_synthetic
@@ -88,7 +90,7 @@ def training_manifest(cfg: Config, ctx: Dist) -> pl.DataFrame:
         if ctx.main and ctx.world > 1:
             dist.barrier()
     return build_manifest([root, *cfg.data.extra_roots], val_fraction=cfg.data.val_fraction,
-                          seed=cfg.data.split_seed, families=cfg.data.families)
+                          seed=cfg.data.split_seed, families=cfg.data.families, split_by=cfg.data.split_by)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int):

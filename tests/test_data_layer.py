@@ -265,6 +265,19 @@ def test_split_is_grouped_by_file_seeded_and_deterministic(kaggle_tree):
     assert only.equals(m.filter(pl.col("family") == "FlatVel_A"))
 
 
+def test_split_by_sample_holds_out_a_fraction_of_each_family(make_tree):
+    tree = make_tree({"FlatVel_A": [("data/data1.npy", "model/model1.npy", 10),
+                                    ("data/data2.npy", "model/model2.npy", 10)]}, test_files=False)
+    m = build_manifest(tree.root, val_fraction=0.1, seed=3, split_by="sample")
+    assert m.equals(build_manifest(tree.root, val_fraction=0.1, seed=3, split_by="sample"))
+    assert (m["split"] == "val").sum() == 2  # 10 % of 20 samples, not one of the two files (50 %)
+    assert m["index"].to_list() == list(range(10)) * 2  # rows still list every sample once, in file order
+    other = build_manifest(tree.root, val_fraction=0.1, seed=4, split_by="sample")
+    assert not other["split"].equals(m["split"])
+    with pytest.raises(ValueError, match="split_by must be one of"):
+        build_manifest(tree.root, split_by="row")
+
+
 def test_val_file_selection_rules():
     assert [n_val_files(n, 0.1) for n in (1, 2, 10, 20, 100)] == [0, 1, 1, 2, 10]
     assert n_val_files(2, 0.9) == 1 and n_val_files(10, 0.0) == 0

@@ -38,11 +38,11 @@ def _dtypes(dtypes: set) -> str:
 
 
 def summarise_families(found: list[Family], *, check_values: bool, val_fraction: float, seed: int,
-                       ) -> list[str]:
+                       split_by: str = "file") -> list[str]:
     """Table lines, one per family plus a header and a total; scans values as it goes."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        manifest = manifest_from_families(found, val_fraction=val_fraction, seed=seed)
+        manifest = manifest_from_families(found, val_fraction=val_fraction, seed=seed, split_by=split_by)
     val_counts = dict(manifest.group_by("family").agg((pl.col("split") == "val").sum()).iter_rows())
     head = (f"{'family':<16}{'files':>6}{'samples':>9}{'train':>8}{'val':>7}  {'dtype seis/vel':<17}"
             f"{'vel min':>9}{'vel max':>9}{'seis |max|':>12}")
@@ -104,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         seismic = f"headers checked, |max| from the first {SAMPLED} samples of each file (--check-values: all)"
     print(f"data root: {root}")
     print(f"velocities: every value checked (finite, in [VMIN, VMAX]); seismic: {seismic}")
-    print(f"split: val_fraction={cfg.data.val_fraction}, split_seed={cfg.data.split_seed}, grouped by file")
-    for line in summarise_families(found, check_values=args.check_values,
-                                   val_fraction=cfg.data.val_fraction, seed=cfg.data.split_seed):
+    print(f"split: val_fraction={cfg.data.val_fraction}, split_seed={cfg.data.split_seed}, "
+          f"split_by={cfg.data.split_by}")
+    for line in summarise_families(found, check_values=args.check_values, val_fraction=cfg.data.val_fraction,
+                                   seed=cfg.data.split_seed, split_by=cfg.data.split_by):
         print(line)
     test_dir = cfg.data.test_dir
     if test_dir is None and (Path(root) / "test").is_dir():

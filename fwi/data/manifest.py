@@ -14,6 +14,10 @@ Split rules (per family, so every family is represented in both splits where it 
   saying it has no validation data.
 * Which files are held out is drawn from ``seed`` and the family name only, so the split of a family
   does not change when other families are added, removed or filtered out.
+
+With ``split_by="sample"`` the same rules apply to a family's samples instead of its files (any sample may
+go either way): the choice for Kaggle's 2-files-per-family ``train_samples``, where a file split holds out half
+of the data. OpenFWI files hold independently drawn samples, so this does not leak.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ MANIFEST_SCHEMA = {
     "split": pl.String,
 }
 SPLITS = ("train", "val")
+SPLIT_UNITS = ("file", "sample")
+"""What the validation split draws: whole files (default) or single samples."""
 
 
 def n_val_files(n_files: int, val_fraction: float) -> int:
@@ -48,7 +54,7 @@ def n_val_files(n_files: int, val_fraction: float) -> int:
 
 
 def val_file_mask(family: str, n_files: int, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean ``[n_files]``: which of a family's files (in natural order) are validation files."""
+    """Boolean ``[n_files]``: which of a family's files (or samples, in order) are held out for validation."""
     k = n_val_files(n_files, val_fraction)
     rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(family.encode())])
     mask = np.zeros(n_files, dtype=bool)
@@ -56,22 +62,27 @@ def val_file_mask(family: str, n_files: int, val_fraction: float, seed: int) -> 
     return mask
 
 
-def manifest_from_families(families: Sequence[Family], *, val_fraction: float = 0.1,
-                           seed: int = 0) -> pl.DataFrame:
+def manifest_from_families(families: Sequence[Family], *, val_fraction: float = 0.1, seed: int = 0,
+                           split_by: str = "file") -> pl.DataFrame:
     """The manifest of already-discovered families (see the module docstring for the split)."""
+    if split_by not in SPLIT_UNITS:
+        raise ValueError(f"split_by must be one of {SPLIT_UNITS}, got {split_by!r}")
     rows: dict[str, list] = {name: [] for name in MANIFEST_SCHEMA}
     for fam in families:
-        mask = val_file_mask(fam.name, fam.n_files, val_fraction, seed)
-        if val_fraction > 0 and fam.n_files < 2:
-            warnings.warn(f"family {fam.name} has only {fam.n_files} file(s): all its samples go to "
+        units = fam.n_files if split_by == "file" else fam.n_samples
+        mask = val_file_mask(fam.name, units, val_fraction, seed)
+        if val_fraction > 0 and units < 2:
+            warnings.warn(f"family {fam.name} has only {units} {split_by}(s): all its samples go to "
                           "train, it gets no validation data", UserWarning, stacklevel=2)
-        for pair, is_val in zip(fam.pairs, mask, strict=True):
+        if split_by == "file":  # one flag per file, repeated over its samples
+            mask = np.repeat(mask, [pair.n_samples for pair in fam.pairs])
+        for pair in fam.pairs:
             n = pair.n_samples
             rows["family"] += [fam.name] * n
             rows["seismic_path"] += [str(pair.seismic)] * n
             rows["velocity_path"] += [str(pair.velocity)] * n
             rows["index"] += range(n)
-            rows["split"] += ["val" if is_val else "train"] * n
+        rows["split"] += ["val" if is_val else "train" for is_val in mask]
     return pl.DataFrame(rows, schema=MANIFEST_SCHEMA)
 
 
@@ -82,6 +93,7 @@ def build_manifest(
     seed: int = 0,
     families: Sequence[str] | None = None,
     check_values: bool = False,
+    split_by: str = "file",
 ) -> pl.DataFrame:
     """Discover and validate the training files under ``root`` and list every sample with its split.
 
@@ -93,7 +105,7 @@ def build_manifest(
     """
     n_val_files(2, val_fraction)  # reject a bad fraction before scanning any file
     found = discover_families(root, families=families, check_values=check_values)
-    return manifest_from_families(found, val_fraction=val_fraction, seed=seed)
+    return manifest_from_families(found, val_fraction=val_fraction, seed=seed, split_by=split_by)
 
 
 def split_summary(manifest: pl.DataFrame) -> pl.DataFrame:
