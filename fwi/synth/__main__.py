@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (gets train_samples/, test/)")
     parser.add_argument("--families", help="comma-separated families (synth.families)")
     parser.add_argument("--samples-per-family", type=int, help="samples per family (synth.samples_per_family)")
-    parser.add_argument("--samples-per-file", type=int, help="samples per .npy file (synth.samples_per_file)")
+    parser.add_argument("--samples-per-file", type=int, default=500,
+                        help="samples per .npy file (default 500, as in the competition; sets synth.samples_per_file)")
     parser.add_argument("--seed", type=int, help="generator seed (synth.seed)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (synth.device)")
     parser.add_argument("--test-samples", type=int, default=0,
