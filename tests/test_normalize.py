@@ -75,3 +75,15 @@ def test_velocity_unit_scale_round_trip():
     v = torch.tensor([1500.0, 3000.0, 4500.0])
     assert torch.allclose(velocity_to_unit(v), torch.tensor([0.0, 0.5, 1.0]))
     assert torch.allclose(unit_to_velocity(velocity_to_unit(v)), v)
+
+
+def test_stats_do_not_depend_on_file_order(tmp_path):
+    rng = np.random.default_rng(2)
+    files = {}
+    for name in ("b.npy", "a.npy", "c.npy"):
+        np.save(tmp_path / name, (rng.standard_normal((3, 5, 1000, 70)) * rng.uniform(1, 100)).astype(np.float32))
+        files[str(tmp_path / name)] = [0, 1, 2]
+    forward = accumulate_stats(file_chunks(files, chunk=2))
+    backward = accumulate_stats(file_chunks(dict(reversed(files.items())), chunk=2))
+    np.testing.assert_array_equal(forward.mean, backward.mean)
+    np.testing.assert_array_equal(forward.std, backward.std)

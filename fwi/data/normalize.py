@@ -86,8 +86,13 @@ def accumulate_stats(chunks: Iterable[np.ndarray]) -> SeismicStats:
 
 
 def file_chunks(files: dict[str, list[int]], chunk: int = CHUNK) -> Iterable[np.ndarray]:
-    """Yield ``[<=chunk, 5, 1000, 70]`` arrays of the given sample indices of each memory-mapped file."""
-    for path, indices in files.items():
+    """Yield ``[<=chunk, 5, 1000, 70]`` arrays of the given sample indices of each memory-mapped file.
+
+    Files are visited in sorted path order, so the float64 sums (and the stats) do not depend on the order
+    the caller's dict happens to have (polars' group_by, for one, does not keep an order).
+    """
+    for path in sorted(files):
+        indices = files[path]
         data = np.load(path, mmap_mode="r")
         idx = np.sort(np.asarray(indices))
         for start in range(0, len(idx), chunk):
