@@ -1,9 +1,11 @@
 """Pixel-wise vs global (vs log) seismic normalization: same data, seed and budget, val MAE per family.
 
-    python benchmarks/normalization.py [--config configs/quickstart.yaml] [--modes pixel,global,log] [k=v ...]
+    python benchmarks/normalization.py [--config configs/quickstart.yaml] [--modes pixel,global,log] [--seeds 0,1,2]
+                                       [k=v ...]
 
-Each mode trains one run (``runs/bench-norm-<mode>/``, replaced on every call) with the given config; the table
-lists the best validation competition MAE (m/s) overall and per family, and the wall time.
+Each mode trains one run per seed (``runs/bench-norm-<mode>-<seed>/``, replaced on every call) with the given
+config; the table lists the best validation competition MAE (m/s), overall (per seed, and the mean) and per
+family (mean over seeds), and the mean wall time per run.
 """
 
 from __future__ import annotations
@@ -23,19 +25,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="base config (default: the built-in quickstart)")
     parser.add_argument("--modes", default="pixel,global", help="comma-separated normalize.mode values")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; each mode trains once per seed")
     parser.add_argument("overrides", nargs="*", help="section.key=value applied to every run")
     args = parser.parse_args()
     rows = []
     for mode in args.modes.split(","):
-        cfg = load_config(args.config, [*args.overrides, f"normalize.mode={mode}", f"name=bench-norm-{mode}"])
-        shutil.rmtree(cfg.train.out_dir / cfg.name, ignore_errors=True)
-        t0 = time.monotonic()
-        best = train(cfg, progress=False)
-        seconds = time.monotonic() - t0
-        metrics = pl.read_csv(cfg.train.out_dir / cfg.name / "metrics.csv")
-        best_row = metrics.filter(pl.col("val_mae") == metrics["val_mae"].min()).row(0, named=True)
-        families = {k.removeprefix("val_mae_"): v for k, v in best_row.items() if k.startswith("val_mae_")}
-        rows.append({"mode": mode, "val MAE": best, **families, "epochs": metrics.height, "seconds": seconds})
+        runs = []
+        for seed in map(int, args.seeds.split(",")):
+            cfg = load_config(args.config, [*args.overrides, f"normalize.mode={mode}", f"seed={seed}",
+                                            f"name=bench-norm-{mode}-{seed}"])
+            shutil.rmtree(cfg.train.out_dir / cfg.name, ignore_errors=True)
+            t0 = time.monotonic()
+            best = train(cfg, progress=False)
+            metrics = pl.read_csv(cfg.train.out_dir / cfg.name / "metrics.csv")
+            best_row = metrics.filter(pl.col("val_mae") == metrics["val_mae"].min()).row(0, named=True)
+            families = {k.removeprefix("val_mae_"): v for k, v in best_row.items() if k.startswith("val_mae_")}
+            runs.append({"val MAE": best, **families, "seconds": time.monotonic() - t0})
+        mean = {key: sum(r[key] for r in runs) / len(runs) for key in runs[0]}
+        per_seed = " / ".join(f"{r['val MAE']:.1f}" for r in runs)
+        rows.append({"mode": mode, "val MAE per seed": per_seed, **mean})
     device = "cuda" if torch.cuda.is_available() else "cpu"
     config = f"{args.config or 'built-in quickstart'} {' '.join(args.overrides)}"
     print(f"\ndevice: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; config: {config}")
