@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fwi.data.normalize import velocity_to_unit
-from fwi.physics.acquisition import DEFAULT, N_TIME, Acquisition
+from fwi.physics.acquisition import DEFAULT, N_TIME, Acquisition, velocity_to_unit
 
 
 def seismic_misfit(simulated: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

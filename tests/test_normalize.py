@@ -11,9 +11,8 @@ from fwi.data.normalize import (
     accumulate_stats,
     cached_stats,
     file_chunks,
-    unit_to_velocity,
-    velocity_to_unit,
 )
+from fwi.physics.acquisition import unit_to_velocity, velocity_to_unit
 
 
 def test_streaming_stats_equal_direct_computation():

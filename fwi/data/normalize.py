@@ -1,4 +1,4 @@
-"""Seismic normalization (pixel-wise or global) and the velocity target scale.
+"""Seismic normalization (pixel-wise or global).
 
 One streaming pass over the memory-mapped training files gives, for every (source, time step, receiver)
 pixel, the mean and standard deviation (float64 accumulators, Chan's parallel update, bounded RAM); the
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from fwi.io import atomic_write
-from fwi.physics.acquisition import SEISMIC_SHAPE, VMAX, VMIN
+from fwi.physics.acquisition import SEISMIC_SHAPE
 
 MODES = ("pixel", "global", "log")
 """``pixel``: per-pixel standardisation; ``global``: one mean/std; ``log``: sign(x) log1p(|x| / std)."""
@@ -158,13 +158,3 @@ class Normalizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"
-
-
-def velocity_to_unit(velocity: torch.Tensor) -> torch.Tensor:
-    """m/s -> [0, 1] (VMIN -> 0, VMAX -> 1): the scale losses are computed on."""
-    return (velocity - VMIN) / (VMAX - VMIN)
-
-
-def unit_to_velocity(unit: torch.Tensor) -> torch.Tensor:
-    """[0, 1] -> m/s, the inverse of :func:`velocity_to_unit`."""
-    return VMIN + unit * (VMAX - VMIN)

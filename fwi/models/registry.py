@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fwi.errors import ConfigError
-from fwi.physics.acquisition import VMAX, VMIN
+from fwi.physics.acquisition import unit_to_velocity
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 """Registered builders by name; each takes the ``ModelConfig`` and returns an ``nn.Module``."""
@@ -40,7 +40,7 @@ def to_velocity(logits: torch.Tensor) -> torch.Tensor:
     ``v = VMIN + (VMAX - VMIN) * sigmoid(x)``: the output can never leave the competition's range, and
     the gradient never vanishes abruptly as it would with clipping.
     """
-    return VMIN + (VMAX - VMIN) * torch.sigmoid(logits.float())
+    return unit_to_velocity(torch.sigmoid(logits.float()))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -17,6 +17,16 @@ VMIN = 1500.0
 VMAX = 4500.0
 """Highest velocity in the competition data, m/s."""
 
+
+def velocity_to_unit(velocity):
+    """m/s -> the unit scale ``(v - VMIN) / (VMAX - VMIN)`` (0 at 1500, 1 at 4500 m/s); tensors or arrays."""
+    return (velocity - VMIN) / (VMAX - VMIN)
+
+
+def unit_to_velocity(unit):
+    """The unit scale -> m/s, the inverse of :func:`velocity_to_unit`."""
+    return VMIN + unit * (VMAX - VMIN)
+
 NZ = 70
 """Velocity-map rows (depth), grid points."""
 NX = 70

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from fwi.physics.acquisition import DEFAULT, VMAX, VMIN, Acquisition
+from fwi.physics.acquisition import DEFAULT, VMAX, VMIN, Acquisition, unit_to_velocity, velocity_to_unit
 from fwi.physics.simulator import simulate
 
 Prior = Literal["tv2d", "tv1d", "none"]
@@ -38,18 +38,6 @@ PRIORS: tuple[str, ...] = ("tv2d", "tv1d", "none")
 TV_EPS = 1e-3
 """Smoothing of the TV terms ``sqrt(d^2 + eps^2) - eps`` (unit velocity scale: ~3 m/s), so they are
 differentiable at ``d = 0``."""
-
-_RANGE = VMAX - VMIN
-
-
-def to_unit(v: Tensor) -> Tensor:
-    """m/s -> unit scale ``(v - VMIN) / (VMAX - VMIN)`` (0 at 1500, 1 at 4500 m/s)."""
-    return (v - VMIN) * (1.0 / _RANGE)
-
-
-def from_unit(u: Tensor) -> Tensor:
-    """Unit scale -> m/s."""
-    return u * _RANGE + VMIN
 
 
 def _smooth_abs(d: Tensor, eps: float) -> Tensor:
@@ -145,7 +133,7 @@ def refine(
         return v0, {"misfit": empty, "objective": empty.clone(), "best_step": torch.zeros(n_b, dtype=torch.long)}
 
     observed = observed.to(device=v0.device, dtype=torch.float32)
-    u = to_unit(v0.detach().float()).clamp(0.0, 1.0).requires_grad_(True)
+    u = velocity_to_unit(v0.detach().float()).clamp(0.0, 1.0).requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)
     best_u = u.detach().clone()
     best_obj = torch.full((n_b,), math.inf, device=v0.device)
@@ -155,7 +143,7 @@ def refine(
         for k in range(steps + 1):  # evaluate v_k; step unless it is the last one
             last = k == steps
             with torch.set_grad_enabled(not last):
-                misfit = data_misfit(from_unit(u), observed, acq, misfit_nt)  # [B]
+                misfit = data_misfit(unit_to_velocity(u), observed, acq, misfit_nt)  # [B]
                 obj = misfit + tv_weight * tv_prior(u, prior) if tv_weight else misfit
             with torch.no_grad():
                 better = obj.detach() < best_obj
@@ -173,7 +161,7 @@ def refine(
             opt.step()
             with torch.no_grad():
                 u.clamp_(0.0, 1.0)
-    v = from_unit(best_u).clamp_(VMIN, VMAX)
+    v = unit_to_velocity(best_u).clamp_(VMIN, VMAX)
     history = {"misfit": torch.stack(misfits).cpu(), "objective": torch.stack(objectives).cpu(),
                "best_step": best_step.cpu()}
     return v, history

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from fwi.physics.acquisition import DEFAULT, VMAX, VMIN
-from fwi.physics.refine import TV_EPS, data_misfit, refine, to_unit, tv_prior
+from fwi.physics.acquisition import velocity_to_unit as to_unit
+from fwi.physics.refine import TV_EPS, data_misfit, refine, tv_prior
 from fwi.physics.simulator import simulate
 
 N = 24
