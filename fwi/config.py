@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fwi.errors import ConfigError
+from fwi.physics.acquisition import FAMILIES
 
 
 class Section(BaseModel):
@@ -48,11 +49,7 @@ class DataConfig(Section):
 class SynthConfig(Section):
     """Synthetic training data, generated and cached when data.root is null (see python -m fwi.synth)."""
 
-    families: list[str] = Field(
-        ["FlatVel_A", "FlatVel_B", "CurveVel_A", "CurveVel_B", "FlatFault_A", "FlatFault_B", "CurveFault_A",
-         "CurveFault_B", "Style_A", "Style_B"],
-        description="Velocity families to generate.",
-    )
+    families: list[str] = Field(list(FAMILIES), description="Velocity families to generate.")
     samples_per_family: int = Field(12, ge=1, description="Samples generated per family.")
     samples_per_file: int = Field(4, ge=1, description="Samples per .npy file (the competition uses 500; the "
                                   "validation split is drawn by file, so small trees need small files).")

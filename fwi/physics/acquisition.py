@@ -38,6 +38,20 @@ N_TIME = 1000
 N_RECEIVERS = 70
 """Receivers per shot."""
 
+FAMILIES: tuple[str, ...] = (
+    "FlatVel_A",
+    "FlatVel_B",
+    "CurveVel_A",
+    "CurveVel_B",
+    "FlatFault_A",
+    "FlatFault_B",
+    "CurveFault_A",
+    "CurveFault_B",
+    "Style_A",
+    "Style_B",
+)
+"""The ten competition families, in the competition's order."""
+
 SEISMIC_SHAPE = (N_SOURCES, N_TIME, N_RECEIVERS)
 """One sample's shot gathers: (source, time step, receiver)."""
 VELOCITY_SHAPE = (1, NZ, NX)

@@ -33,21 +33,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from fwi.physics.acquisition import NX, NZ, VMAX, VMIN
-
-FAMILIES: tuple[str, ...] = (
-    "FlatVel_A",
-    "FlatVel_B",
-    "CurveVel_A",
-    "CurveVel_B",
-    "FlatFault_A",
-    "FlatFault_B",
-    "CurveFault_A",
-    "CurveFault_B",
-    "Style_A",
-    "Style_B",
-)
-"""The ten competition families, in the competition's order."""
+from fwi.physics.acquisition import FAMILIES, NX, NZ, VMAX, VMIN
 
 CHUNK = 1024
 """Maps generated per vectorised step (bounds peak memory to a few hundred MB)."""
