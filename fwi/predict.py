@@ -96,6 +96,12 @@ def load_ensemble(checkpoints: Sequence[str | Path], device: torch.device, *, us
     return members
 
 
+def check_tta(tta: str) -> None:
+    """Reject an unknown test-time augmentation name with a one-line error."""
+    if tta not in TTA:
+        raise FwiError(f"unknown tta '{tta}' (predict.tta): use one of {', '.join(TTA)}")
+
+
 def flip_seismic(seismic: torch.Tensor) -> torch.Tensor:
     """Left-right survey flip of raw seismic ``[B, 5, 1000, 70]``: source order and receivers reversed.
 
@@ -113,8 +119,7 @@ def predict_batch(members: Sequence[Member], seismic: torch.Tensor, *, tta: str 
     each member's prediction (with ``tta="flip"``: the mean of the direct prediction and the prediction
     of the flipped survey, flipped back along x). Each member normalizes the raw input itself.
     """
-    if tta not in TTA:
-        raise FwiError(f"unknown tta '{tta}' (predict.tta): use one of {', '.join(TTA)}")
+    check_tta(tta)
     inputs = [seismic, flip_seismic(seismic)] if tta == "flip" else [seismic]
     total = torch.zeros(seismic.shape[0], NZ, NX, dtype=torch.float32, device=seismic.device)
     for m in members:
@@ -187,8 +192,7 @@ def predict(
     (:func:`fwi.physics.refine.refine`, float32, no autocast) before it is clipped and written. Raises
     :class:`~fwi.errors.FwiError` (one line) for bad input.
     """
-    if tta not in TTA:
-        raise FwiError(f"unknown tta '{tta}' (predict.tta): use one of {', '.join(TTA)}")
+    check_tta(tta)
     out = Path(out)
     dev = resolve_device(device)
     dataset = CheckedTestDataset(test_dir)  # lists the folder first: a wrong path fails before any loading
