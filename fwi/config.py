@@ -8,20 +8,58 @@ saved with every run and checkpoint, so a result can always be reproduced.
 
 from __future__ import annotations
 
+import re
+import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from fwi.errors import ConfigError
 from fwi.physics.acquisition import FAMILIES
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+"""A run or study name: one plain folder name (no '/', no '..', not absolute)."""
 
-class Section(BaseModel):
-    """Base of every config section: unknown fields are errors, assignments are validated."""
+ENV_PREFIX = "env:"
+"""``tune.storage: env:VAR`` reads the storage URL from environment variable VAR when the study opens."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    """``int | None`` -> ``{int}``: the types a field accepts besides None."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return {a for a in get_args(annotation) if a is not type(None)}
+    return {annotation}
+
+
+def _same_kind(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """Refuse a value of another kind than its field's: no ``true`` or ``"3"`` for a number, no ``1`` for a bool
+    (pydantic would coerce them silently)."""
+    kinds = _leaf_types(cls.model_fields[info.field_name].annotation)
+    if kinds <= {int, float} and isinstance(value, bool | str):
+        want = "an integer" if kinds == {int} else "a number"
+        raise ValueError(f"must be {want}, not {'a boolean' if isinstance(value, bool) else 'a string'}")
+    if kinds == {bool} and not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+class _Schema(BaseModel):
+    """Unknown fields are errors, assignments are validated, floats must be finite (``inf``/``nan`` are errors)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class Section(_Schema):
+    """Base of every config section: unknown fields are errors, assignments are validated.
+
+    Values are not coerced across kinds: a number field refuses ``true`` and ``"3"``, a boolean field refuses
+    ``1`` and ``"yes"``, and floats must be finite (``inf``/``nan`` are errors).
+    """
+
+    _no_coercion = field_validator("*", mode="before")(_same_kind)
 
 
 class DataConfig(Section):
@@ -111,7 +149,8 @@ class TrainConfig(Section):
     """The optimisation loop."""
 
     epochs: int = Field(20, ge=1, description="Passes over the training split.")
-    batch_size: int = Field(16, ge=1, description="Samples per optimizer step (per process under torchrun).")
+    batch_size: int = Field(16, ge=2, description="Samples per optimizer step (per process under torchrun); at "
+                            "least 2, as BatchNorm needs two samples to normalise a batch.")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of AdamW.")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
     schedule: Literal["cosine", "onecycle", "constant"] = Field(
@@ -120,7 +159,10 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (null: no clipping).")
     accumulate: int = Field(1, ge=1, description="Batches accumulated per optimizer step.")
     ema_decay: float | None = Field(0.99, gt=0, lt=1, description="EMA of weights used for validation (null: off).")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
+    amp: bool = Field(True, description="Mixed precision (autocast) for training and validation; see amp_dtype.")
+    amp_dtype: Literal["auto", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs with native bf16 (A100, H100, RTX 30xx+), else fp16 with a "
+        "GradScaler (Kaggle's T4 and P100), off on CPU; bf16/fp16 force it (on CPU too, slowly).")
     compile: bool = Field(False, description="torch.compile the model.")
     channels_last: bool = Field(False, description="channels_last memory format (CUDA convolutions).")
     device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:N.")
@@ -129,7 +171,12 @@ class TrainConfig(Section):
     max_minutes: float | None = Field(None, gt=0, description="Stop after the epoch that passes this budget.")
     plot: bool = Field(True, description="Write a PNG of predictions vs truth every epoch.")
     tensorboard: bool = Field(True, description="Also log to TensorBoard (runs/<name>/tb).")
-    wandb: bool = Field(False, description="Also log to Weights & Biases in offline mode (if installed).")
+    wandb: bool = Field(False, description="Also log to Weights & Biases (pip install wandb; see wandb_mode).")
+    wandb_mode: Literal["offline", "online"] = Field(
+        "offline", description="offline: logs stay in <run>/wandb/ (upload later with wandb sync); online: "
+        "streamed to wandb.ai (needs wandb login or WANDB_API_KEY).")
+    wandb_project: str = Field("fwi", description="W&B project of the run.")
+    wandb_entity: str | None = Field(None, description="W&B team or user (null: your default entity).")
 
 
 class PredictConfig(Section):
@@ -145,11 +192,15 @@ class PredictConfig(Section):
     batch_size: int = Field(32, ge=1, description="Test files per forward pass.")
     device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:N.")
     workers: int = Field(2, ge=0, description="DataLoader worker processes reading the test files.")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
+    amp: bool = Field(True, description="Mixed precision (autocast) for the forward passes; see amp_dtype.")
+    amp_dtype: Literal["auto", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs with native bf16, else fp16 (T4, P100), off on CPU; bf16/fp16 "
+        "force it. Refinement (refine.*) always simulates in float32.")
     tta: Literal["none", "flip"] = Field(
         "none", description="Test-time augmentation. flip: also predict the left-right flipped survey "
         "(receivers and source order reversed), flip that prediction back along x and average.")
-    out: Path | None = Field(None, description="Submission CSV to write (null: submissions/<name>.csv).")
+    out: Path | None = Field(None, description="Submission CSV to write (null: submissions/<run>.csv, <run> the "
+                             "checkpoints' run names joined by '+'); an existing file needs --force.")
     skip_bad: bool = Field(
         False, description="Unreadable or malformed test files get the fallback prediction (the mean map "
         "of all good files' predictions) and are listed at the end, instead of stopping the run.")
@@ -181,8 +232,14 @@ class RefineConfig(Section):
         "non-zero samples).")
 
 
-class _Param(Section):
-    """Base of the ``tune.space`` entries: an unknown key is reported with the valid ones."""
+class _Param(_Schema):
+    """Base of the ``tune.space`` entries: an unknown key is reported with the valid ones.
+
+    (Not a :class:`Section`: pydantic allows no before-validator on ``type``, the discriminator; the numbers are
+    checked for their kind below.)
+    """
+
+    _no_coercion = field_validator("low", "high", "step", mode="before", check_fields=False)(_same_kind)
 
     @model_validator(mode="before")
     @classmethod
@@ -264,8 +321,10 @@ class TuneConfig(Section):
     timeout_s: float | None = Field(None, gt=0, description="This worker starts no new trial after this many "
                                     "seconds (null: no limit).")
     storage: str | None = Field(
-        None, description="Optuna storage URL shared by all workers (sqlite:///file.db, "
-        "postgresql://user:pw@host/db, mysql://...); null: sqlite:///<train.out_dir>/<study>/study.db.")
+        None, description="Optuna storage URL shared by all workers (sqlite:///file.db, postgresql+psycopg2://user@"
+        "host/db, mysql+pymysql://...), or env:VAR to read it from environment variable VAR (keeps a password out of "
+        "every file); passwords are masked in everything saved or printed. null: "
+        "sqlite:///<train.out_dir>/<study>/study.db.")
     sampler_seed: int | None = Field(
         0, description="Seed of the TPE sampler; trial n samples with sampler_seed + n, so a resumed study or a "
         "second worker never replays earlier suggestions (null: unseeded).")
@@ -288,7 +347,8 @@ class Config(Section):
     minutes of training. configs/inversionnet.yaml and configs/convnext_unet.yaml are full-size GPU setups.
     """
 
-    name: str = Field("quickstart", description="Run name: outputs go to <train.out_dir>/<name>/.")
+    name: str = Field("quickstart", description="Run name: outputs go to <train.out_dir>/<name>/ (one plain folder "
+                      "name: letters, digits, '_', '.', '+', '-').")
     seed: int = Field(0, description="Global random seed (model init, data order, augmentation).")
     data: DataConfig = Field(default_factory=DataConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
@@ -300,6 +360,14 @@ class Config(Section):
     predict: PredictConfig = Field(default_factory=PredictConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not NAME_PATTERN.fullmatch(value):
+            raise ValueError("must be one plain folder name (letters, digits, '_', '.', '+', '-'; no '/', no '..', "
+                             "not absolute): outputs go to <train.out_dir>/<name>/")
+        return value
 
 
 def _section_keys(model: type[BaseModel]) -> str:
@@ -324,11 +392,20 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
         if part not in model.model_fields:
             raise ConfigError(f"unknown config key '{key}': '{part}' is not in {where}; "
                               f"valid keys: {_section_keys(model)}")
-        if i == len(parts) - 1:
-            node[part] = value
-            return
         annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if i == len(parts) - 1:
+            if not is_section:
+                node[part] = value
+                return
+            # 'train={epochs: 2}' merges into the section (what the file set stays), key by key, checked.
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{key}' is a section: give {key}.<key>=value or a mapping such as "
+                                  f"{key}={{{next(iter(annotation.model_fields))}: ...}}")
+            for sub, sub_value in value.items():
+                _set_dotted(tree, f"{key}.{sub}", sub_value)
+            return
+        if not is_section:
             raise ConfigError(f"config key '{'.'.join(parts[: i + 1])}' is a value, not a section "
                               f"(in override '{key}')")
         model = annotation
@@ -377,9 +454,7 @@ def load_config(path: str | Path | None = None, overrides: Overrides | None = No
     tree: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = find_config(path)
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
@@ -406,9 +481,77 @@ def load_config(path: str | Path | None = None, overrides: Overrides | None = No
         raise ConfigError(_format_validation_error(exc, source)) from None
 
 
+_QUERY_SECRET = re.compile(r"(?i)([?&;](?:password|passwd|pwd|secret|token)=)[^&;]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (and password-like query values) replaced by ``***``.
+
+    Does not rely on the URL being valid (a mistyped one is masked too): the user info is everything between
+    ``://`` and the last ``@``; the name before its first ``:`` is kept.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{host}"
+    return scheme + sep + _QUERY_SECRET.sub(r"\1***", rest)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (e.g. a database error message) with ``url`` and every secret in it masked."""
+    text = text.replace(url, redact_url(url))
+    rest = url.partition("://")[2] or url
+    secrets = [m.group(0).partition("=")[2] for m in _QUERY_SECRET.finditer(rest)]
+    if "@" in rest:
+        secrets.append(rest.rpartition("@")[0].partition(":")[2])
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain JSON/YAML-ready dict of a config (paths as strings)."""
-    return cfg.model_dump(mode="json")
+    """Plain JSON/YAML-ready dict of a config (paths as strings), with ``tune.storage``'s password masked.
+
+    Every config that is saved (config.yaml, best.yaml, checkpoints, W&B) or printed goes through here.
+    """
+    data = cfg.model_dump(mode="json")
+    if data["tune"]["storage"]:
+        data["tune"]["storage"] = redact_url(data["tune"]["storage"])
+    return data
+
+
+def flatten_config(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Dotted ``(key, value)`` pairs of every leaf field of a config dict, following the schema ``model``."""
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from flatten_config(annotation, values[name], f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", values[name]
+
+
+def packaged_configs() -> Path:
+    """The folder of the shipped configs: ``fwi/configs/`` in an installed package, ``configs/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
+
+
+def find_config(name: str | Path) -> Path:
+    """``name`` if it is a file, else the shipped config of that name (``caformer_unet`` or
+    ``caformer_unet.yaml``); a one-line error listing the shipped names otherwise."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.parent == Path(".") and path.suffix in ("", ".yaml"):
+        shipped = packaged_configs() / f"{path.stem}.yaml"
+        if shipped.is_file():
+            return shipped
+    names = ", ".join(sorted(p.stem for p in packaged_configs().glob("*.yaml"))) or "none found"
+    raise ConfigError(f"config file not found: {name} (shipped configs, usable by name: {names})")
 
 
 def dump_config(cfg: Config) -> str:
