@@ -135,3 +135,11 @@ def test_stream_batches_are_seeded_and_valid():
     assert torch.equal(stream.batch(0)[0], seismic)  # replayable
     stream.set_epoch(1)
     assert not torch.equal(stream.batch(0)[1], velocity)  # a new epoch draws new maps
+
+
+def test_damaged_synth_json_is_a_one_line_error(tmp_path, fake_simulate):
+    out = writer.write_tree(tmp_path / "t", ["FlatVel_A"], 2, samples_per_file=2, progress=False)
+    (out / "synth.json").write_text('{"families": ["FlatVel_A"], "samp')  # cut short
+    with pytest.raises(FwiError, match=rf"^{re.escape(str(out / 'synth.json'))} is damaged \(JSONDecodeError: .*\); "
+                                       r"delete it \(or the whole .*\) to regenerate the tree$"):
+        writer.write_tree(out, ["FlatVel_A"], 2, samples_per_file=2, progress=False)

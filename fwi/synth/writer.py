@@ -1,4 +1,4 @@
-"""Write synthetic data in the competition's exact layout (DESIGN.md §1).
+"""Write synthetic data in the competition's exact layout (docs/data.md).
 
 Each family gets ``train_samples/<family>/`` with the family's own file naming: ``data/dataK.npy`` +
 ``model/modelK.npy`` (FlatVel, CurveVel, Style) or ``seisK_1_0.npy`` + ``velK_1_0.npy`` (the Fault families; A
@@ -78,7 +78,11 @@ def _claim(out: Path, settings: dict) -> None:
     """Record ``settings`` in ``out/synth.json``, or check they match the ones recorded there."""
     meta = out / "synth.json"
     if meta.is_file():
-        recorded = json.loads(meta.read_text())
+        try:
+            recorded = json.loads(meta.read_text())
+        except (ValueError, OSError) as exc:  # JSONDecodeError, UnicodeDecodeError, unreadable
+            raise FwiError(f"{meta} is damaged ({type(exc).__name__}: {exc}); delete it (or the whole {out}) to "
+                           "regenerate the tree") from None
         if recorded != settings:
             diff = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
             raise FwiError(f"{out} was generated with other settings {diff} (recorded, requested); "
