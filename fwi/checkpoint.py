@@ -1,12 +1,21 @@
 """Checkpoints: one file holds the resolved config, the weights (raw and EMA), the normalization
-buffers, the optimizer/scheduler state and the metrics history. One loader serves train and predict."""
+buffers, the optimizer/scheduler state and the metrics history. One loader serves train and predict.
+
+Everything saved is tensors and plain values (dicts, lists, str, numbers, None), so every checkpoint loads
+with ``torch.load(..., weights_only=True)``: a file holding any other Python object is refused before any of
+it runs (an ordinary pickle can execute arbitrary code while loading, and checkpoints are shared).
+"""
 
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from fwi.config import Config, config_to_dict
@@ -39,31 +48,76 @@ def make_checkpoint_state(cfg: Config, model: nn.Module, normalizer: Normalizer,
             **extra}
 
 
+REQUIRED = ("config", "model", "normalizer_mode", "normalizer")
+"""Keys every checkpoint has (training checkpoints add epoch, step, optimizer, scheduler, history, ...)."""
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` ``state`` (plus the format version) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
+    """``torch.save`` ``state`` (plus the format version) to ``path`` atomically.
+
+    ``state`` must hold tensors and plain values only (see the module docstring); the file is written through a
+    Python file object so that a full disk surfaces as ``OSError`` (a one-line error from :mod:`fwi.io`).
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save({"format_version": FORMAT_VERSION, **state}, f)
+
+
+def _refusal(path: Path, exc: pickle.UnpicklingError) -> str:
+    found = re.search(r"unsupported GLOBAL (\S+)", str(exc))
+    what = f"a Python object ({found[1]})" if found else "pickled data that is not tensors and plain values"
+    return (f"checkpoint {path} refused: it holds {what}; loading it could run code, so only weights-only "
+            "checkpoints load (re-export it from a trusted copy with python -m fwi.export)")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint on the CPU; a missing, truncated or foreign file is a one-line error."""
+    """Read a checkpoint on the CPU, tensors and plain values only (``weights_only=True``).
+
+    A missing, truncated, foreign or unsafe file is a one-line :class:`FwiError`; nothing in it runs.
+    """
     path = Path(path)
     if not path.is_file():
         raise FwiError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        raise FwiError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise FwiError(_refusal(path, exc)) from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... on damaged files
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise FwiError(f"checkpoint {path} is unreadable, truncated or not a torch file ({type(exc).__name__}: "
+                       f"{first})") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise FwiError(f"checkpoint {path} is not an fwi checkpoint (format {FORMAT_VERSION})")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise FwiError(f"checkpoint {path} is incomplete: no {', '.join(missing)}")
     return state
 
 
-def restore_model(state: dict[str, Any], *, use_ema: bool = True) -> tuple[nn.Module, Normalizer, Config]:
-    """Rebuild the model (EMA weights when present and ``use_ema``), its normalizer and its config."""
-    cfg = Config.model_validate(state["config"])
+def checkpoint_config(state: dict[str, Any], source: str | Path = "checkpoint") -> Config:
+    """The resolved config saved in a checkpoint; one line if this version of the schema rejects it."""
+    try:
+        return Config.model_validate(state["config"])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise FwiError(f"{source}: its saved config does not fit this version of fwi ({key}: {first['msg']})") from None
+
+
+def restore_model(state: dict[str, Any], *, use_ema: bool = True,
+                  source: str | Path = "checkpoint") -> tuple[nn.Module, Normalizer, Config]:
+    """Rebuild the model (EMA weights when present and ``use_ema``), its normalizer and its config.
+
+    ``source`` names the checkpoint in error messages (weights that do not fit the saved model config).
+    """
+    cfg = checkpoint_config(state, source)
     model = build_model(cfg.model)
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise FwiError(f"{source}: its weights do not fit its model config ({first})") from None
     normalizer = Normalizer(state["normalizer_mode"], state["normalizer"]["mean"], state["normalizer"]["std"])
     return model.eval(), normalizer.eval(), cfg
