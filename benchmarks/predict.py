@@ -34,6 +34,7 @@ from fwi.checkpoint import make_checkpoint_state, save_checkpoint
 from fwi.cli import config_parser, main_guard, resolve_config
 from fwi.data.normalize import Normalizer
 from fwi.device import resolve_device
+from fwi.engine import resolve_amp
 from fwi.models import build_model
 from fwi.models.registry import count_parameters
 from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
@@ -108,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         # model: forward passes on device-resident input
         members = load_ensemble([ckpt], device)
         x = torch.randn(bs, *SEISMIC_SHAPE, device=device)
-        predict_batch(members, x, tta=args.tta)
+        amp_dtype = resolve_amp(True, "auto", device)  # what fwi.predict uses by default
+        predict_batch(members, x, tta=args.tta, amp_dtype=amp_dtype)
         sync(device)
         t = time.perf_counter()
         for _ in range(args.repeats):
-            predict_batch(members, x, tta=args.tta)
+            predict_batch(members, x, tta=args.tta, amp_dtype=amp_dtype)
         sync(device)
         rows.append(("model", bs * args.repeats, time.perf_counter() - t))
 

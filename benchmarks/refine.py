@@ -76,7 +76,7 @@ def network_guess(checkpoints: list[str], seismic: torch.Tensor, device: torch.d
     from fwi.predict import load_ensemble, predict_batch
 
     members = load_ensemble(checkpoints, device)
-    return predict_batch(members, seismic, tta="none", amp=False)
+    return predict_batch(members, seismic, tta="none")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fwi.device import resolve_device
+from fwi.errors import FwiError
 from fwi.losses import VelocityLoss
 from fwi.metrics import MAEAccumulator
 
@@ -21,22 +23,76 @@ class StepState:
     step: int = 0
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""``amp_dtype`` config values -> autocast dtypes."""
+
+
+def resolve_amp(enabled: bool, choice: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.amp``/``predict.amp`` and their ``amp_dtype`` on ``device`` (None: off).
+
+    ``auto``: bf16 on a CUDA GPU that computes it natively (Ampere and newer), else fp16 (T4, P100, V100: train
+    it with a GradScaler, see :func:`make_scaler`); off on the CPU. ``bf16``/``fp16`` force that dtype, on the
+    CPU too (slow there; it is how the fp16 path is tested without a GPU).
+    """
+    if not enabled:
+        return None
+    if choice == "auto":
+        if device.type != "cuda":
+            return None
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float16
+    return AMP_DTYPES[choice]
+
+
+def describe_amp(dtype: torch.dtype | None, device: torch.device, *, training: bool = True) -> str:
+    """``'fp16 autocast + GradScaler on cuda'``, ``'off on cpu'``, ... (for logs and --print-config)."""
+    if dtype is None:
+        return f"off on {device}"
+    name = "bf16" if dtype == torch.bfloat16 else "fp16"
+    return f"{name} autocast{' + GradScaler' if training and dtype == torch.float16 else ''} on {device}"
+
+
+def amp_note(section: str, cfg) -> str:
+    """What ``<section>.amp_dtype`` means on ``<section>.device`` of this machine (a --print-config note).
+
+    ``cfg`` is the train or predict config section (fields ``amp``, ``amp_dtype``, ``device``).
+    """
+    try:
+        device = resolve_device(cfg.device)
+    except FwiError as exc:
+        return f"{section}.amp_dtype={cfg.amp_dtype}: {exc}"
+    dtype = resolve_amp(cfg.amp, cfg.amp_dtype, device)
+    return f"{section}.amp_dtype={cfg.amp_dtype} here: {describe_amp(dtype, device, training=section == 'train')}"
+
+
+def make_scaler(dtype: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler:
+    """A loss scaler, enabled for fp16 only (fp16 gradients underflow without one; bf16 has fp32's range).
+
+    A disabled scaler passes everything through, so the training step has one code path.
+    """
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to ``dtype`` on ``device`` (see :func:`resolve_amp`); a no-op for None."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, normalizer: nn.Module, loss_fn: VelocityLoss,
                     optimizer: torch.optim.Optimizer, scheduler, state: StepState, *, device: torch.device,
-                    amp: bool, accumulate: int = 1, grad_clip: float | None = None, ema=None,
+                    amp_dtype: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
+                    accumulate: int = 1, grad_clip: float | None = None, ema=None,
                     progress: bool = True) -> dict[str, float]:
     """One pass over ``loader`` of ``(seismic [B,5,1000,70], velocity [B,1,70,70] m/s, family [B])``.
 
-    The scheduler is stepped after every optimizer step (not per epoch). Returns the mean of each loss
-    part over the batches where it was computed.
+    The forward pass runs under autocast to ``amp_dtype``; ``scaler`` (:func:`make_scaler`) scales the loss
+    for fp16 and skips the optimizer step when the scaled gradients overflowed. The scheduler is stepped
+    after every optimizer step (not per epoch), skipped or not, so the schedule follows the step count.
+    Returns the mean of each loss part over the batches where it was computed.
     """
+    scaler = scaler if scaler is not None else make_scaler(None, device)
     model.train()
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
@@ -45,14 +101,16 @@ def train_one_epoch(model: nn.Module, loader: Iterable, normalizer: nn.Module, l
     for i, (seismic, velocity, _family) in enumerate(bar):
         seismic = seismic.to(device, non_blocking=True)
         velocity = velocity.to(device, non_blocking=True)
-        with autocast(device, amp):
+        with autocast(device, amp_dtype):
             pred = model(normalizer(seismic))  # [B, 1, 70, 70] m/s
         loss, parts = loss_fn(pred, velocity, seismic, state.step)
-        (loss / accumulate).backward()
+        scaler.scale(loss / accumulate).backward()
         if (i + 1) % accumulate == 0:
             if grad_clip is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             state.step += 1
@@ -68,7 +126,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, normalizer: nn.Module, l
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, normalizer: nn.Module, family_names: list[str], *,
-             device: torch.device, amp: bool, keep: int = 4, progress: bool = True,
+             device: torch.device, amp_dtype: torch.dtype | None = None, keep: int = 4, progress: bool = True,
              ) -> tuple[MAEAccumulator, tuple[torch.Tensor, torch.Tensor]]:
     """Competition MAE (m/s, odd columns) per family over ``loader``.
 
@@ -80,7 +138,7 @@ def evaluate(model: nn.Module, loader: Iterable, normalizer: nn.Module, family_n
     kept_pred, kept_true = [], []
     for seismic, velocity, family in tqdm(loader, desc="val", unit="batch", leave=False, disable=not progress):
         seismic = seismic.to(device, non_blocking=True)
-        with autocast(device, amp):
+        with autocast(device, amp_dtype):
             pred = model(normalizer(seismic))
         pred = pred.float().cpu()
         acc.update(pred, velocity, family)
