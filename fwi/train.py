@@ -3,7 +3,9 @@
 ``train(cfg) -> best validation MAE (m/s)`` is the whole job and can be called repeatedly in one process
 (fwi.tune does). Under ``torchrun`` it trains with DistributedDataParallel, one process per device.
 Outputs go to ``<train.out_dir>/<name>/``: ``config.yaml``, ``last.pt`` and ``best.pt`` (atomic, every
-epoch), ``metrics.csv``, ``plots/epoch_NNN.png`` and TensorBoard logs in ``tb/``.
+epoch, written before ``metrics.csv`` so the metrics never run ahead of the checkpoint), ``metrics.csv``,
+``plots/epoch_NNN.png`` and TensorBoard logs in ``tb/``. A run holds ``.lock`` in its folder while it runs: a
+second run of the same name is refused instead of interleaving its outputs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,17 +27,17 @@ import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from fwi.checkpoint import load_checkpoint, make_checkpoint_state, save_checkpoint
+from fwi.checkpoint import checkpoint_config, load_checkpoint, make_checkpoint_state, save_checkpoint
 from fwi.cli import config_parser, main_guard, resolve_config
-from fwi.config import Config, config_to_dict, save_config
+from fwi.config import Config, config_to_dict, flatten_config, save_config
 from fwi.data.augment import AugmentedDataset, build_augment
 from fwi.data.dataset import SeismicDataset
 from fwi.data.manifest import build_manifest
 from fwi.data.normalize import Normalizer, cached_stats
 from fwi.device import resolve_device
-from fwi.engine import StepState, evaluate, train_one_epoch
+from fwi.engine import StepState, amp_note, describe_amp, evaluate, make_scaler, resolve_amp, train_one_epoch
 from fwi.errors import FwiError
-from fwi.io import atomic_path
+from fwi.io import atomic_path, exclusive
 from fwi.losses import VelocityLoss
 from fwi.metrics import ALL, MAEAccumulator
 from fwi.models import build_model
@@ -161,7 +164,7 @@ def reduce_accumulator(acc: MAEAccumulator, ctx: Dist) -> MAEAccumulator:
 
 
 class RunLog:
-    """metrics.csv (rewritten atomically each epoch), TensorBoard and optional offline wandb."""
+    """metrics.csv (rewritten atomically each epoch), TensorBoard and optional Weights & Biases."""
 
     def __init__(self, run_dir: Path, cfg: Config, history: list[dict]):
         self.path = run_dir / "metrics.csv"
@@ -177,7 +180,9 @@ class RunLog:
             except ImportError:
                 print("warning: train.wandb=true but wandb is not installed; skipping it", file=sys.stderr)
             else:
-                self.wandb = wandb.init(mode="offline", dir=str(run_dir), name=cfg.name, config=config_to_dict(cfg))
+                t = cfg.train
+                self.wandb = wandb.init(mode=t.wandb_mode, project=t.wandb_project, entity=t.wandb_entity,
+                                        dir=str(run_dir), name=cfg.name, config=config_to_dict(cfg))
 
     def log(self, row: dict) -> None:
         self.history.append(row)
@@ -196,21 +201,58 @@ class RunLog:
             self.wandb.finish()
 
 
+RESUMABLE = ("train.epochs", "train.workers", "train.device", "train.max_minutes", "train.plot", "train.tensorboard",
+             "train.wandb", "train.wandb_mode", "train.wandb_project", "train.wandb_entity", "train.out_dir",
+             "train.compile", "train.channels_last", "train.amp", "train.amp_dtype", "data.test_dir", "synth.device",
+             "synth.cache_dir", "normalize.cache_dir", "predict.", "refine.", "tune.")
+"""Config keys (or section prefixes) a resumed run may change: how long, where and how fast it runs, what it logs.
+Every other key fixes what the run learns (model, data and split, schedule, batch size, seed, ...)."""
+
+
+def resume_conflicts(saved: Config, new: Config) -> list[str]:
+    """``'key (saved -> new)'`` for every key that differs between a run's saved config and the resuming one
+    and may not change on resume (see :data:`RESUMABLE`); ``train.epochs`` is fixed under onecycle, whose
+    schedule is laid out over the run's total steps."""
+    old = dict(flatten_config(Config, config_to_dict(saved)))
+    cur = dict(flatten_config(Config, config_to_dict(new)))
+    fixed = ("train.epochs",) if "onecycle" in (saved.train.schedule, new.train.schedule) else ()
+    return [f"{k} ({old.get(k)!r} -> {v!r})" for k, v in cur.items() if old.get(k) != v
+            and (k in fixed or not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE))]
+
+
 def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float], None] | None = None,
-          progress: bool = True) -> float:
+          progress: bool = True, verbose: bool = True) -> float:
     """Train with ``cfg``; returns the best validation competition MAE (m/s) over the epochs run.
 
-    ``resume`` continues ``<out_dir>/<name>/last.pt`` from the epoch after it. ``on_epoch(epoch, val_mae)``
-    is called after every validation (fwi.tune reports to its pruner there; it may raise to stop).
+    ``resume`` continues ``<out_dir>/<name>/last.pt`` from the epoch after it, after checking that the config
+    changed only in keys a resume may change (:data:`RESUMABLE`). ``on_epoch(epoch, val_mae)`` is called after
+    every validation (fwi.tune reports to its pruner there; it may raise to stop). ``progress``: tqdm bars;
+    ``verbose``: the per-epoch lines (the final summary is always printed).
     """
     ctx = init_distributed(cfg.train.device)
-    device = ctx.device
     run_dir = cfg.train.out_dir / cfg.name
+    # Claimed before anything is read or written: a second run of this name stops here.
+    with exclusive(run_dir / ".lock", f"run folder {run_dir}") if ctx.main else nullcontext():
+        return _train(cfg, ctx, run_dir, resume=resume, on_epoch=on_epoch, progress=progress and ctx.main,
+                      verbose=verbose and ctx.main)
+
+
+def _train(cfg: Config, ctx: Dist, run_dir: Path, *, resume: bool, on_epoch: Callable[[int, float], None] | None,
+           progress: bool, verbose: bool) -> float:
+    device = ctx.device
     last_path = run_dir / "last.pt"
     if resume and not last_path.is_file():
         raise FwiError(f"nothing to resume: {last_path} not found")
     if not resume and last_path.is_file():
         raise FwiError(f"{run_dir} already holds a run; pass --resume to continue it, or name=<new> to start another")
+    ckpt = None
+    if resume:  # checked before anything is written: a refused resume leaves the run as it was
+        ckpt = load_checkpoint(last_path)
+        conflicts = resume_conflicts(checkpoint_config(ckpt, last_path), cfg)
+        if conflicts:
+            raise FwiError(f"cannot resume {run_dir}: {', '.join(conflicts)} differ from its last.pt; a resumed run "
+                           "may change only how long, where and how fast it runs and what it logs (train.epochs, "
+                           "workers, device, max_minutes, logging); start another run with name=<new>")
     seed_everything(cfg.seed)
 
     manifest = training_manifest(cfg, ctx)
@@ -220,7 +262,7 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
                        f"(data.val_fraction={cfg.data.val_fraction}; each family needs >= 2 files to validate)")
     train_rows = manifest.filter(pl.col("split") == "train").group_by("seismic_path").agg(pl.col("index"))
     stats = cached_stats(dict(zip(train_rows["seismic_path"].to_list(), train_rows["index"].to_list(), strict=True)),
-                         cfg.normalize.cache_dir, progress=progress and ctx.main)
+                         cfg.normalize.cache_dir, progress=progress)
     normalizer = Normalizer.from_stats(cfg.normalize.mode, stats).to(device)
 
     transform = build_augment(cfg.augment)
@@ -254,14 +296,17 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
     steps_per_epoch = len(batches) // cfg.train.accumulate
     scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch * cfg.train.epochs)
     loss_fn = VelocityLoss.from_config(cfg.loss)
+    amp_dtype = resolve_amp(cfg.train.amp, cfg.train.amp_dtype, device)
+    scaler = make_scaler(amp_dtype, device)
     state, start_epoch, history, best = StepState(), 0, [], math.inf
-    if resume:
-        ckpt = load_checkpoint(last_path)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         if ema is not None and ckpt.get("ema_state") is not None:
             ema.load_state_dict(ckpt["ema_state"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler.is_enabled() and ckpt.get("scaler") is not None:
+            scaler.load_state_dict(ckpt["scaler"])
         state.step, start_epoch = ckpt["step"], ckpt["epoch"] + 1
         history, best = ckpt["history"], ckpt["best"]
     net = model
@@ -275,8 +320,12 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
     if ctx.main:
         save_config(cfg, run_dir / "config.yaml")
         log = RunLog(run_dir, cfg, history)
-        print(f"{cfg.model.name}: {count_parameters(model) / 1e6:.2f} M parameters; {len(train_set)} train / "
-              f"{len(val_set)} val samples; device {device}; {ctx.world} process(es)")
+        if verbose:
+            print(f"{cfg.model.name}: {count_parameters(model) / 1e6:.2f} M parameters; {len(train_set)} train / "
+                  f"{len(val_set)} val samples; device {device}; {ctx.world} process(es); amp "
+                  f"{describe_amp(amp_dtype, device)}")
+            if ckpt is not None:
+                print(f"resumed from epoch {start_epoch} of {last_path}", flush=True)
     started = time.monotonic()
     try:
         for epoch in range(start_epoch, cfg.train.epochs):
@@ -287,16 +336,21 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
                 stream.set_epoch(epoch)
             t0 = time.monotonic()
             losses = train_one_epoch(net, batches, normalizer, loss_fn, optimizer, scheduler, state,
-                                     device=device, amp=cfg.train.amp, accumulate=cfg.train.accumulate,
-                                     grad_clip=cfg.train.grad_clip, ema=ema, progress=progress and ctx.main)
+                                     device=device, amp_dtype=amp_dtype, scaler=scaler,
+                                     accumulate=cfg.train.accumulate, grad_clip=cfg.train.grad_clip, ema=ema,
+                                     progress=progress)
             if not math.isfinite(losses["loss"]):
                 raise FwiError(f"training diverged: mean loss {losses['loss']} in epoch {epoch + 1}; lower train.lr "
                                f"or check the data ({last_path} holds the last good epoch)")
             eval_model = ema.module if ema is not None else model
             acc, (pred, true) = evaluate(eval_model, val_loader, normalizer, train_set.family_names, device=device,
-                                         amp=cfg.train.amp, progress=progress and ctx.main)
+                                         amp_dtype=amp_dtype, progress=progress)
             maes = reduce_accumulator(acc, ctx).compute()
             val_mae = maes[ALL]
+            if not math.isfinite(val_mae):
+                raise FwiError(f"validation MAE is {val_mae} after epoch {epoch + 1}: the model predicts non-finite "
+                               "velocities (check the validation data with python -m fwi.data --check-values; "
+                               f"{last_path} holds the last good epoch)")
             improved = val_mae < best
             best = min(best, val_mae)
             if ctx.main:
@@ -304,27 +358,30 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
                        **{f"train_{k}": v for k, v in losses.items()}, "val_mae": val_mae,
                        **{f"val_mae_{k}": v for k, v in maes.items() if k != ALL},
                        "seconds": time.monotonic() - t0}
+                # The checkpoints first: metrics.csv never lists an epoch that last.pt does not hold.
+                state_dict = make_checkpoint_state(
+                    cfg, model, normalizer, ema=ema.module if ema is not None else None, epoch=epoch,
+                    step=state.step, ema_state=ema.state_dict() if ema is not None else None,
+                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                    scaler=scaler.state_dict() if scaler.is_enabled() else None,
+                    family_names=train_set.family_names, history=[*log.history, row], best=best)
+                save_checkpoint(last_path, state_dict)
+                if improved:
+                    save_checkpoint(run_dir / "best.pt", state_dict)
                 log.log(row)
                 if cfg.train.plot and len(pred):
                     from fwi.plots import plot_predictions
 
                     plot_predictions(pred.numpy(), true.numpy(), run_dir / "plots" / f"epoch_{epoch:03d}.png",
                                      title=f"{cfg.name} epoch {epoch}: val MAE {val_mae:.1f} m/s")
-                ckpt = make_checkpoint_state(
-                    cfg, model, normalizer, ema=ema.module if ema is not None else None, epoch=epoch,
-                    step=state.step, ema_state=ema.state_dict() if ema is not None else None,
-                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                    family_names=train_set.family_names, history=log.history, best=best)
-                save_checkpoint(last_path, ckpt)
-                if improved:
-                    save_checkpoint(run_dir / "best.pt", ckpt)
-                families = "  ".join(f"{k} {v:.0f}" for k, v in maes.items() if k != ALL)
-                print(f"epoch {epoch + 1}/{cfg.train.epochs}  loss {losses['loss']:.4f}  val MAE {val_mae:.1f} m/s"
-                      f"  ({families})  {row['seconds']:.0f}s", flush=True)
+                if verbose:
+                    families = "  ".join(f"{k} {v:.0f}" for k, v in maes.items() if k != ALL)
+                    print(f"epoch {epoch + 1}/{cfg.train.epochs}  loss {losses['loss']:.4f}  val MAE {val_mae:.1f} "
+                          f"m/s  ({families})  {row['seconds']:.0f}s", flush=True)
             if on_epoch is not None:
                 on_epoch(epoch, val_mae)
             if cfg.train.max_minutes is not None and time.monotonic() - started > 60 * cfg.train.max_minutes:
-                if ctx.main:
+                if verbose:
                     print(f"stopping: train.max_minutes={cfg.train.max_minutes} reached")
                 break
     finally:
@@ -340,9 +397,11 @@ def train(cfg: Config, *, resume: bool = False, on_epoch: Callable[[int, float],
 def main(argv: list[str] | None = None) -> int:
     parser = config_parser("python -m fwi.train", "Train a seismic-to-velocity network (see configs/).")
     parser.add_argument("--resume", action="store_true", help="continue runs/<name>/last.pt")
-    args = parser.parse_args(argv)
-    cfg = resolve_config(args)
-    train(cfg, resume=args.resume)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines, only the "
+                        "final summary (and errors)")
+    args = parser.parse_intermixed_args(argv)
+    cfg = resolve_config(args, notes=lambda c: [amp_note("train", c.train)])
+    train(cfg, resume=args.resume, progress=not args.quiet, verbose=not args.quiet)
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
