@@ -38,7 +38,7 @@ from fwi.config import Config, RefineConfig
 from fwi.data.dataset import TestDataset
 from fwi.data.layout import load_test_file
 from fwi.device import resolve_device
-from fwi.engine import autocast
+from fwi.engine import amp_note, autocast, resolve_amp
 from fwi.errors import DataError, FwiError
 from fwi.io import atomic_path
 from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
@@ -91,7 +91,7 @@ def load_ensemble(checkpoints: Sequence[str | Path], device: torch.device, *, us
         raise FwiError("no checkpoints given (--checkpoint PATH or predict.checkpoints=[...])")
     members = []
     for path in checkpoints:
-        model, normalizer, cfg = restore_model(load_checkpoint(path), use_ema=use_ema)
+        model, normalizer, cfg = restore_model(load_checkpoint(path), use_ema=use_ema, source=path)
         members.append(Member(Path(path), model.to(device).eval(), normalizer.to(device).eval(), cfg))
     return members
 
@@ -112,19 +112,20 @@ def flip_seismic(seismic: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_batch(members: Sequence[Member], seismic: torch.Tensor, *, tta: str = "none",
-                  amp: bool = True) -> torch.Tensor:
+                  amp_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Ensemble (+ TTA) prediction for raw seismic ``[B, 5, 1000, 70]`` on the members' device.
 
     Returns float32 ``[B, 70, 70]`` velocities in m/s clipped to [VMIN, VMAX]: the mean over members of
     each member's prediction (with ``tta="flip"``: the mean of the direct prediction and the prediction
-    of the flipped survey, flipped back along x). Each member normalizes the raw input itself.
+    of the flipped survey, flipped back along x). Each member normalizes the raw input itself; the forward
+    passes run under autocast to ``amp_dtype`` (:func:`fwi.engine.resolve_amp`; None: full precision).
     """
     check_tta(tta)
     inputs = [seismic, flip_seismic(seismic)] if tta == "flip" else [seismic]
     total = torch.zeros(seismic.shape[0], NZ, NX, dtype=torch.float32, device=seismic.device)
     for m in members:
         for k, x in enumerate(inputs):
-            with autocast(seismic.device, amp):
+            with autocast(seismic.device, amp_dtype):
                 pred = m.model(m.normalizer(x))  # [B, 1, 70, 70] m/s
             pred = pred.float().reshape(-1, NZ, NX)
             total += pred.flip(-1) if k == 1 else pred
@@ -166,17 +167,36 @@ class ChunkedCsvWriter:
 # -------------------------------------------------------------------------------------------- predict
 
 
+def default_out(members: Sequence[Member]) -> Path:
+    """``submissions/<run>.csv`` after the members' run names (``name`` in their configs), joined by ``+``."""
+    names = dict.fromkeys(m.cfg.name.replace("/", "_") for m in members)
+    return Path("submissions") / f"{'+'.join(names)}.csv"
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Refuse, up front, an output that is a directory, sits under a file, or exists (unless ``force``)."""
+    if out.is_dir():
+        raise FwiError(f"--out {out} is a directory: give the CSV file to write, e.g. {out / 'submission.csv'}")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FwiError(f"--out {out}: {blocking} is a file, not a folder")
+    if out.exists() and not force:
+        raise FwiError(f"{out} exists: pass --force to overwrite it, or --out another file")
+
+
 def predict(
     checkpoints: Sequence[str | Path],
     test_dir: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
+    force: bool = False,
     batch_size: int = 32,
     device: str = "auto",
     workers: int = 2,
     tta: Literal["none", "flip"] = "none",
     skip_bad: bool = False,
     amp: bool = True,
+    amp_dtype: Literal["auto", "bf16", "fp16"] = "auto",
     use_ema: bool = True,
     float_precision: int | None = 2,
     chunk_files: int = 2048,
@@ -185,6 +205,8 @@ def predict(
 ) -> Path:
     """Predict every ``<oid>.npy`` in ``test_dir`` with the ensemble of ``checkpoints``; write ``out``.
 
+    ``out`` None: :func:`default_out`. An existing ``out`` is refused unless ``force``, before any inference.
+    ``amp``/``amp_dtype``: mixed precision of the forward passes (:func:`fwi.engine.resolve_amp`).
     See the module docstring for the pipeline, the bad-file policy and the ``skip_bad`` fallback.
     ``float_precision``: decimals written per value (None: full float32). Returns ``out`` once it is
     written and validated; on any error ``out`` is left untouched (no partial file). ``refine`` with
@@ -193,10 +215,16 @@ def predict(
     :class:`~fwi.errors.FwiError` (one line) for bad input.
     """
     check_tta(tta)
-    out = Path(out)
+    if out is not None:
+        out = Path(out)
+        check_out(out, force)
     dev = resolve_device(device)
     dataset = CheckedTestDataset(test_dir)  # lists the folder first: a wrong path fails before any loading
     members = load_ensemble(checkpoints, dev, use_ema=use_ema)
+    if out is None:
+        out = default_out(members)
+        check_out(out, force)
+    autocast_dtype = resolve_amp(amp, amp_dtype, dev)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=dev.type == "cuda", prefetch_factor=4 if workers > 0 else None)
     bad: list[tuple[str, str]] = []
@@ -218,7 +246,7 @@ def predict(
                     oids = [o for o, k in zip(oids, ok, strict=True) if k]
                 if oids:
                     seismic = seismic.to(dev, non_blocking=True)
-                    pred = predict_batch(members, seismic, tta=tta, amp=amp)
+                    pred = predict_batch(members, seismic, tta=tta, amp_dtype=autocast_dtype)
                     if refine is not None and refine.steps > 0:
                         pred, _ = refine_maps(pred, seismic, steps=refine.steps, lr=refine.lr,
                                               tv_weight=refine.tv_weight, prior=refine.prior,
@@ -258,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint to use; repeat to ensemble (predict.checkpoints)")
     parser.add_argument("--test-dir", type=Path, metavar="DIR", help="folder of <oid>.npy test files (data.test_dir)")
     parser.add_argument("--out", type=Path, metavar="CSV",
-                        help="submission to write (predict.out; default submissions/<name>.csv)")
+                        help="submission to write (predict.out; default submissions/<run>.csv after the checkpoints' "
+                        "run names)")
+    parser.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no timing line")
     parser.add_argument("--batch-size", type=int, metavar="N", help="test files per forward pass (predict.batch_size)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (predict.device)")
     parser.add_argument("--workers", type=int, metavar="N", help="DataLoader workers (predict.workers)")
@@ -274,14 +305,15 @@ def main(argv: list[str] | None = None) -> int:
         "predict.device": args.device, "predict.workers": args.workers, "predict.tta": args.tta,
         "predict.skip_bad": args.skip_bad, "refine.steps": args.refine,
     }
-    cfg = resolve_config(args, {k: v for k, v in flags.items() if v is not None})
+    cfg = resolve_config(args, {k: v for k, v in flags.items() if v is not None},
+                         notes=lambda c: [amp_note("predict", c.predict)])
     p = cfg.predict
     if cfg.data.test_dir is None:
         raise FwiError("no test directory: pass --test-dir DIR (or data.test_dir=DIR)")
-    out = p.out if p.out is not None else Path("submissions") / f"{cfg.name}.csv"
-    predict(p.checkpoints, cfg.data.test_dir, out, batch_size=p.batch_size, device=p.device, workers=p.workers,
-            tta=p.tta, skip_bad=p.skip_bad, amp=p.amp, use_ema=p.use_ema, float_precision=p.float_precision,
-            chunk_files=p.chunk_files, refine=cfg.refine)
+    out = predict(p.checkpoints, cfg.data.test_dir, p.out, force=args.force, batch_size=p.batch_size,
+                  device=p.device, workers=p.workers, tta=p.tta, skip_bad=p.skip_bad, amp=p.amp,
+                  amp_dtype=p.amp_dtype, use_ema=p.use_ema, float_precision=p.float_precision,
+                  chunk_files=p.chunk_files, progress=not args.quiet, refine=cfg.refine)
     print(out)
     return 0
 
