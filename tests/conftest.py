@@ -11,6 +11,7 @@ import pytest
 
 from fwi.physics.acquisition import SEISMIC_SHAPE, VELOCITY_SHAPE, VMAX, VMIN
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(__file__).parent / "data"
 REAL_TEST_FILE = DATA_DIR / "kaggle_test_000039dca2.npy"
 """A real competition test file, float16 (5, 1000, 70)."""
@@ -100,3 +101,14 @@ def make_tree(tmp_path):
         return build_kaggle_tree(tmp_path / f"tree{count}", spec, **kwargs)
 
     return make
+
+
+def source_copy(dest: Path) -> Path:
+    """The files a build of the package reads, copied to ``dest``: builds from the copy leave no ``build/`` in the
+    repository (whose stale files setuptools would put into later wheels)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("fwi", "configs"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    return dest

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import source_copy
 from packaging.requirements import Requirement
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
@@ -39,7 +40,8 @@ def test_every_package_folder_is_listed():
 def test_non_editable_install_finds_the_shipped_configs(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    "--target", str(target), str(source_copy(tmp_path / "src"))], check=True, capture_output=True,
+                   timeout=300)
     installed = {p.relative_to(target / "fwi").as_posix() for p in (target / "fwi").rglob("*")
                  if p.suffix in (".py", ".yaml")}
     shipped = {p.relative_to(ROOT / "fwi").as_posix() for p in (ROOT / "fwi").rglob("*.py")}
