@@ -4,7 +4,7 @@ A sample goes through albumentations as an image ``[1000, 70, 5]`` (H = time ste
 C = source) with the velocity map ``[70, 70]`` (depth, x) as its mask:
 
 * :class:`SeismicFlip` mirrors the survey left-right: receivers reversed, source order reversed and the
-  velocity map flipped. Exact only up to the middle source sitting at x = 34, not 34.5 (DESIGN.md §2).
+  velocity map flipped. Exact only up to the middle source sitting at x = 34, not 34.5 (docs/physics.md).
 * :class:`TraceNoise` adds Gaussian noise scaled to each trace's RMS amplitude.
 * :class:`AmplitudeScale` multiplies a whole sample by a log-uniform factor.
 * :class:`TraceDropout` zeroes a random fraction of traces (dead receivers).

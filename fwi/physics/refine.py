@@ -10,7 +10,7 @@ last sample, which is always zero). The scheme is causal, so simulating only ``n
 them. The batch objective is the *sum* of the ``J_b`` and Adam is elementwise, so every sample is
 refined exactly as it would be alone.
 
-Why a prior: misfit alone does not buy MAE (DESIGN.md §1: unregularised Adam cut the misfit 76x and
+Why a prior: misfit alone does not buy MAE (docs/physics.md: unregularised Adam cut the misfit 76x and
 made fault maps worse). ``tv2d`` (anisotropic total variation, smoothed by ``TV_EPS``) favours
 piecewise-constant maps (faults, curved layers); ``tv1d`` penalises lateral variation only (flat layers).
 

@@ -1,4 +1,4 @@
-"""Exact finite-difference simulator of the competition's seismic data (DESIGN.md §2), in plain PyTorch.
+"""Exact finite-difference simulator of the competition's seismic data (docs/physics.md), in plain PyTorch.
 
 ``simulate(velocity)`` maps velocity maps ``[B, 70, 70]`` (m/s) to shot gathers ``[B, 5, 1000, 70]`` that
 match the organisers' data to float32 round-off (bit-exactly on the reference pair, CPU included). It is

@@ -6,7 +6,7 @@ to the maps' device), so a seeded generator makes them reproducible. Warps resam
 ``padding_mode='border'``: points pulled from outside the map take the edge value, never zero.
 
 :func:`augment` composes them with the probabilities and strengths of a :class:`VelocityAugment`.
-Flipping a velocity map is exact; flipping the *seismic* is not (DESIGN.md §2), so flipped maps should be
+Flipping a velocity map is exact; flipping the *seismic* is not (docs/physics.md), so flipped maps should be
 re-simulated rather than paired with flipped data.
 """
 

@@ -6,7 +6,7 @@ reproducible on the same device and torch version (CPU and CUDA streams differ; 
 the head of ``generate(f, 20, s)``).
 
 How each family is built (numbers measured on 500 real maps of FlatVel_A, CurveVel_A and FlatFault_A; the other
-families have no reference here and follow DESIGN.md §3):
+families have no reference here and follow the descriptions in docs/data.md):
 
 - **FlatVel** — horizontal layers. A: 3-8 layers, interfaces ``j * 70/(k - 0.5)`` plus jitter (the last layer
   is the thin one), velocities the lowest ``k`` of a few sorted uniform draws (increase with depth), integers.
