@@ -56,9 +56,9 @@ class TritonOptions:
     """Tuning of the Triton backend. Results do not depend on it, except that a reduced-precision
     wavefield is rounded once per launch (so ``steps_per_launch`` changes its error)."""
 
-    steps_per_launch: int = 4
+    steps_per_launch: int = 2
     """Time steps per launch of the multi-step kernel (temporal blocking); 1: the one-step kernel only."""
-    region: tuple[int, int] = (64, 64)
+    region: tuple[int, int] = (32, 64)
     """Rows, columns of a multi-step program's region: its tile plus a halo of ``2 * steps_per_launch``
     cells on every side (powers of 2)."""
     block: tuple[int, int] = (16, 64)
