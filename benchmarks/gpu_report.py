@@ -50,11 +50,11 @@ TRAIN_CONFIGS: tuple[tuple[str, tuple[str, ...]], ...] = (
 A new GPU config is one more line."""
 
 TRAIN_VARIANTS: tuple[tuple[str, bool, bool], ...] = (
-    ("fp32", False, False), ("fp32", False, True), ("fp16", False, False), ("fp16", False, True),
-    ("bf16", False, False), ("bf16", False, True), ("bf16", True, False), ("bf16", True, True),
+    ("fp32", False, False), ("fp16", False, False), ("bf16", False, False), ("bf16", False, True),
+    ("bf16", True, False), ("bf16", True, True),
 )
-"""(precision, compile, channels_last) rows of the training table; compiling costs ~a minute per row on a GPU,
-so only bf16 (the GPU configs' precision) is compiled."""
+"""(precision, compile, channels_last) rows of the training table, plus each config's own settings; compiling
+costs about a minute per row on a GPU, so only bf16 (the GPU configs' precision) is compiled."""
 
 SMOKE_MODEL_OVERRIDES: dict[str, tuple[str, ...]] = {
     "inversionnet": ("model.width=4",),
@@ -73,6 +73,7 @@ class Sizes:
     eager_batches: tuple[int, ...]
     """Batches of the (slow) eager and compiled PyTorch rows."""
     grad_batches: tuple[int, ...]
+    eager_grad_batches: tuple[int, ...]
     triton: object
     """Base TritonOptions of the Triton rows."""
     tuning: tuple
@@ -106,8 +107,9 @@ def gpu_sizes() -> Sizes:
         replace(base, chunk=2), replace(base, chunk=8), replace(base, chunk=32),
     )
     return Sizes(nt=1000, forward_batches=(1, 8, 32, 128), eager_batches=(1, 32), grad_batches=(1, 8, 32),
+                 eager_grad_batches=(1, 8),
                  triton=base, tuning=tuning, train_batch=32, train_steps=20, predict_files=2048, predict_batch=64,
-                 refine_batch=32, refine_steps=5, repeats=3, warmup=2, compile_backend="inductor")
+                 refine_batch=32, refine_steps=5, repeats=3, warmup=1, compile_backend="inductor")
 
 
 def smoke_sizes() -> Sizes:
@@ -115,7 +117,8 @@ def smoke_sizes() -> Sizes:
 
     # One program covers the whole 310 x 310 grid: the interpreter runs programs one by one.
     base = TritonOptions(steps_per_launch=2, region=(512, 512), block=(512, 512))
-    return Sizes(nt=4, forward_batches=(2,), eager_batches=(2,), grad_batches=(1,), triton=base, tuning=(base,),
+    return Sizes(nt=4, forward_batches=(2,), eager_batches=(2,), grad_batches=(1,), eager_grad_batches=(1,),
+                 triton=base, tuning=(base,),
                  train_batch=2, train_steps=1, predict_files=4, predict_batch=2, refine_batch=1, refine_steps=1,
                  repeats=1, warmup=0, compile_backend="eager", model_overrides=SMOKE_MODEL_OVERRIDES)
 
@@ -310,11 +313,12 @@ def stage_gradient(ctx: Context) -> None:
              ("triton default", {"backend": "triton", "triton_options": ctx.sizes.triton})]
     rows = []
     for batch in ctx.sizes.grad_batches:
+        eager_too = batch in ctx.sizes.eager_grad_batches
         v = ctx.maps[:batch]
         weights = torch.randn(batch, ctx.acq.n_sources, ctx.acq.nt, ctx.acq.n_receivers, device=ctx.device,
                               generator=torch.Generator(ctx.device).manual_seed(0))
-        reference = reference_rate = None  # the eager row's (first path)
-        for name, kwargs in paths:
+        reference = reference_rate = None  # the eager row's (first path), if measured at this batch
+        for name, kwargs in paths if eager_too else paths[2:]:
             if kwargs.get("compile") and ctx.sizes.compile_backend != "inductor":
                 rows.append([name, batch, "skipped (smoke: no inductor)", "", "", ""])
                 continue
@@ -331,13 +335,14 @@ def stage_gradient(ctx: Context) -> None:
                 reference, reference_rate = grad, rate
             if name.startswith("triton"):
                 ctx.grad_rates[batch] = rate
-            rows.append([name, batch, rate, peak_mib(ctx.device), rel_l2(grad, reference),
-                         f"{rate / reference_rate:.2f}x"])
+            rows.append([name, batch, rate, peak_mib(ctx.device), rel_l2(grad, reference) if eager_too else "",
+                         f"{rate / reference_rate:.2f}x" if eager_too else ""])
     ctx.report.table(
         "Simulator forward + gradient", ["path", "batch", "samples/s", "peak MiB", "grad rel L2 vs eager",
                                          "vs eager"], rows,
         f"`simulate(v).mul(w).sum().backward()` with random weights w, {ctx.acq.nt} steps, default checkpointing "
-        f"(ceil(sqrt(nt)) segments); median of {ctx.sizes.repeats}.")
+        f"(ceil(sqrt(nt)) segments); median of {ctx.sizes.repeats}; PyTorch rows at batches "
+        f"{ctx.sizes.eager_grad_batches} only.")
 
 
 def load_train_config(path: str, overrides: tuple[str, ...], sizes: Sizes):
@@ -416,21 +421,19 @@ def stage_training(ctx: Context) -> None:
     for path, overrides in TRAIN_CONFIGS:
         cfg = load_train_config(path, overrides, s)
         seismic, velocity = fixed_batch(ctx, s.train_batch)
-        for precision, compile, channels_last in TRAIN_VARIANTS:
-            step = make_train_step(cfg, ctx.device, precision, compile, channels_last, s.compile_backend)
+        own = ("bf16" if cfg.train.amp and ctx.device.type == "cuda" else "fp32", cfg.train.compile,
+               cfg.train.channels_last)
+        for variant in TRAIN_VARIANTS if own in TRAIN_VARIANTS else (*TRAIN_VARIANTS, own):
+            step = make_train_step(cfg, ctx.device, *variant, s.compile_backend)
             rate = steps_per_second(step, itertools.repeat((seismic, velocity)), ctx.device, s.train_steps, s.warmup)
-            rows.append([Path(path).stem, precision, compile, channels_last, rate, rate * s.train_batch])
-        # The config's own settings, fed by simulated batches vs the same fixed batch.
-        precision = "bf16" if cfg.train.amp and ctx.device.type == "cuda" else "fp32"
-        step = make_train_step(cfg, ctx.device, precision, cfg.train.compile, cfg.train.channels_last,
-                               s.compile_backend)
-        fixed = steps_per_second(step, itertools.repeat((seismic, velocity)), ctx.device, s.train_steps, s.warmup)
-        stream = SyntheticStream(cfg.synth.families, s.train_batch, s.train_steps + s.warmup, device=ctx.device,
-                                 velocity_augment=VelocityAugment() if cfg.synth.stream_augment else None)
-        simulated = ((seis, vel) for seis, vel, _family in stream)
-        fly = steps_per_second(step, simulated, ctx.device, s.train_steps, s.warmup)
-        fly_rows.append([Path(path).stem, precision, cfg.train.compile, cfg.train.channels_last, fixed, fly,
-                         f"{100 * fly / fixed:.0f}%"])
+            rows.append([Path(path).stem, *variant, rate, rate * s.train_batch])
+            if variant == own:  # the config's own settings, also fed by simulated batches (same compiled step)
+                stream = SyntheticStream(cfg.synth.families, s.train_batch, s.train_steps + s.warmup,
+                                         device=ctx.device,
+                                         velocity_augment=VelocityAugment() if cfg.synth.stream_augment else None)
+                simulated = ((seis, vel) for seis, vel, _family in stream)
+                fly = steps_per_second(step, simulated, ctx.device, s.train_steps, s.warmup)
+                fly_rows.append([Path(path).stem, *variant, rate, fly, f"{100 * fly / rate:.0f}%"])
     baseline = {r[0]: r[4] for r in rows if (r[1], r[2], r[3]) == ("fp32", False, False)}
     for row in rows:
         row.append(f"{row[4] / baseline[row[0]]:.2f}x")
@@ -457,7 +460,7 @@ def write_test_files(folder: Path, n: int) -> None:
 def stage_predict(ctx: Context) -> None:
     import torch
 
-    from fwi.checkpoint import make_checkpoint_state, restore_model, save_checkpoint
+    from fwi.checkpoint import load_checkpoint, make_checkpoint_state, restore_model, save_checkpoint
     from fwi.data.normalize import Normalizer
     from fwi.models import build_model
     from fwi.predict import Member, predict, predict_batch
@@ -476,7 +479,7 @@ def stage_predict(ctx: Context) -> None:
             predict([ckpt], test_dir, Path(tmp) / "submission.csv", batch_size=s.predict_batch, device=str(ctx.device),
                     workers=workers, tta="flip", progress=False)
             end_to_end = s.predict_files / (time.perf_counter() - t0)
-            model, normalizer, mcfg = restore_model(torch.load(ckpt, weights_only=False))
+            model, normalizer, mcfg = restore_model(load_checkpoint(ckpt))
             members = [Member(ckpt, model.to(ctx.device), normalizer.to(ctx.device), mcfg)]
             seismic = torch.randn(s.predict_batch, 5, 1000, 70, device=ctx.device)
             t, _ = seconds(lambda members=members, seismic=seismic: predict_batch(members, seismic, tta="flip"),
