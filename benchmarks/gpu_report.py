@@ -65,7 +65,7 @@ SMOKE_MODEL_OVERRIDES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Sizes:
-    """Problem sizes of a run (:data:`GPU` or :data:`SMOKE`)."""
+    """Problem sizes of a run (:func:`gpu_sizes` or :func:`smoke_sizes`)."""
 
     nt: int
     """Simulated time steps."""
@@ -100,16 +100,16 @@ def gpu_sizes() -> Sizes:
         TritonOptions(steps_per_launch=1, block=(16, 64)),
         TritonOptions(steps_per_launch=1, block=(32, 64)),
         TritonOptions(steps_per_launch=1, block=(16, 128), num_warps=4),
-        TritonOptions(steps_per_launch=2, region=(32, 64)),
+        TritonOptions(steps_per_launch=2, region=(32, 32), num_warps=4),
         TritonOptions(steps_per_launch=2, region=(64, 64), num_warps=16),
         TritonOptions(steps_per_launch=4, region=(64, 64), num_warps=16),
         TritonOptions(steps_per_launch=4, region=(64, 128), num_warps=16),
         replace(base, chunk=2), replace(base, chunk=8), replace(base, chunk=32),
     )
     return Sizes(nt=1000, forward_batches=(1, 8, 32, 128), eager_batches=(1, 32), grad_batches=(1, 8, 32),
-                 eager_grad_batches=(1, 8),
-                 triton=base, tuning=tuning, train_batch=32, train_steps=20, predict_files=2048, predict_batch=64,
-                 refine_batch=32, refine_steps=5, repeats=3, warmup=1, compile_backend="inductor")
+                 eager_grad_batches=(1, 8), triton=base, tuning=(base, *tuning), train_batch=32, train_steps=20,
+                 predict_files=2048, predict_batch=64, refine_batch=32, refine_steps=5, repeats=3, warmup=1,
+                 compile_backend="inductor")
 
 
 def smoke_sizes() -> Sizes:
@@ -118,9 +118,9 @@ def smoke_sizes() -> Sizes:
     # One program covers the whole 310 x 310 grid: the interpreter runs programs one by one.
     base = TritonOptions(steps_per_launch=2, region=(512, 512), block=(512, 512))
     return Sizes(nt=4, forward_batches=(2,), eager_batches=(2,), grad_batches=(1,), eager_grad_batches=(1,),
-                 triton=base, tuning=(base,),
-                 train_batch=2, train_steps=1, predict_files=4, predict_batch=2, refine_batch=1, refine_steps=1,
-                 repeats=1, warmup=0, compile_backend="eager", model_overrides=SMOKE_MODEL_OVERRIDES)
+                 triton=base, tuning=(base,), train_batch=2, train_steps=1, predict_files=4, predict_batch=2,
+                 refine_batch=1, refine_steps=1, repeats=1, warmup=0, compile_backend="eager",
+                 model_overrides=SMOKE_MODEL_OVERRIDES)
 
 
 # ------------------------------------------------------------------------------------------------- report
@@ -160,7 +160,7 @@ def fmt(value) -> str:
 
 @dataclass
 class Context:
-    """What the stages share: sizes, device, data, and results other stages use as baselines."""
+    """What the stages share: sizes, device, report, data."""
 
     sizes: Sizes
     device: object
@@ -168,7 +168,6 @@ class Context:
     maps: object = None  # [N, 70, 70] m/s on the device: the real CurveFault map first, then real CurveVel_A maps
     seismic: object = None  # real CurveFault seismic [1, 5, 1000, 70] (CPU)
     cpu_reference: object = None  # CPU eager traces of maps[:2]
-    grad_rates: dict = field(default_factory=dict)  # batch -> default-path forward + gradient samples/s
 
     @property
     def acq(self):
@@ -333,8 +332,6 @@ def stage_gradient(ctx: Context) -> None:
             rate = batch / t
             if reference is None:
                 reference, reference_rate = grad, rate
-            if name.startswith("triton"):
-                ctx.grad_rates[batch] = rate
             rows.append([name, batch, rate, peak_mib(ctx.device), rel_l2(grad, reference) if eager_too else "",
                          f"{rate / reference_rate:.2f}x" if eager_too else ""])
     ctx.report.table(
