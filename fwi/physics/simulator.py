@@ -78,7 +78,8 @@ def simulate(
         ``acq.zero_last_sample``.
 
     Raises:
-        ValueError: wrong shape or dtype, non-finite values, velocity out of range or unstable.
+        ValueError: wrong shape or dtype, non-finite values, velocity out of range or unstable; a backend or
+            option that cannot run here (see :func:`resolve_backend`).
     """
     v = _validated(velocity, acq, check_range)  # [B, nz, nx]
     segments = 0  # no checkpointing unless a gradient will be needed
