@@ -183,7 +183,8 @@ class _Graphed:
             self._run()
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: CUDA calls of other threads (a DataLoader's pin-memory thread) may not break the capture.
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self._run()
 
     def _run(self) -> None:
