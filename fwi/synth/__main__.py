@@ -4,8 +4,14 @@
                         [--samples-per-file 500] [--seed S] [--device cuda] [--test-samples N]
     python -m fwi.synth --velocity maps.npy --out DIR     # simulate given maps (N,1,70,70) or (N,70,70)
 
+Bulk generation on GPUs: ``--device cuda --batch 256`` simulates 256 maps at once; ``--shard i/n`` writes every
+n-th file starting at the i-th, so n processes (one per GPU or machine, under any launcher, e.g.
+``CUDA_VISIBLE_DEVICES=$i python -m fwi.synth ... --shard $i/4``) split a job with no overlap; ``--dtype
+float16`` writes half-size seismic (as the competition's test files); ``--wavefield-dtype float16`` simulates
+with a reduced-precision wavefield (CUDA; faster, error in README).
+
 Flags map onto the ``synth`` config section (``--print-config`` shows the result). Reruns skip complete
-files, so an interrupted run is finished by running the same command again.
+files, so an interrupted run is finished by running the same command again (with the same ``--shard``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import sys
 
 from fwi.cli import config_parser, main_guard, resolve_config
+from fwi.errors import FwiError
 
 
 @main_guard
@@ -28,21 +35,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-samples", type=int, default=0,
                         help="also write N test files and test_solution.csv")
     parser.add_argument("--velocity", help="simulate the maps of this .npy/.npz instead of generating maps")
+    parser.add_argument("--batch", type=int, help="maps simulated at once (default 64 on CUDA, 4 on CPU)")
+    parser.add_argument("--shard", default="0/1", metavar="I/N", help="write files I, I+N, I+2N, ... of the job")
+    parser.add_argument("--dtype", default="float32", help="seismic file dtype: float32 or float16")
+    parser.add_argument("--wavefield-dtype", default="float32",
+                        help="simulation wavefield storage: float32 (exact), float16 or bfloat16 (CUDA)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    shard = args.shard.split("/")
+    if len(shard) != 2 or not all(part.isdigit() for part in shard):
+        raise FwiError(f"--shard must look like I/N (e.g. 0/4), got '{args.shard}'")
     flags = {"synth.families": args.families.split(",") if args.families else None,
              "synth.samples_per_family": args.samples_per_family, "synth.samples_per_file": args.samples_per_file,
              "synth.seed": args.seed, "synth.device": args.device}
     cfg = resolve_config(args, {k: v for k, v in flags.items() if v is not None}).synth
 
-    from fwi.synth.writer import write_from_velocity, write_tree  # torch import after argument errors
+    from fwi.synth.writer import Job, write_from_velocity, write_tree  # torch import after argument errors
 
+    job = Job(batch=args.batch, shard=(int(shard[0]), int(shard[1])), seismic_dtype=args.dtype,
+              wavefield_dtype=args.wavefield_dtype)
     if args.velocity:
         out = write_from_velocity(args.velocity, args.out, samples_per_file=cfg.samples_per_file,
-                                  device=cfg.device, progress=not args.quiet)
+                                  device=cfg.device, progress=not args.quiet, job=job)
     else:
         out = write_tree(args.out, cfg.families, cfg.samples_per_family, samples_per_file=cfg.samples_per_file,
-                         seed=cfg.seed, device=cfg.device, test_samples=args.test_samples, progress=not args.quiet)
+                         seed=cfg.seed, device=cfg.device, test_samples=args.test_samples, progress=not args.quiet,
+                         job=job)
     print(f"wrote {out}  (check it with: python -m fwi.data --root {out})")
     return 0
 
