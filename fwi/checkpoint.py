@@ -62,7 +62,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def restore_model(state: dict[str, Any], *, use_ema: bool = True) -> tuple[nn.Module, Normalizer, Config]:
     """Rebuild the model (EMA weights when present and ``use_ema``), its normalizer and its config."""
     cfg = Config.model_validate(state["config"])
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, pretrained=False)  # the state dict below replaces any pretrained weights
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     model.load_state_dict(weights)
     normalizer = Normalizer(state["normalizer_mode"], state["normalizer"]["mean"], state["normalizer"]["std"])

@@ -48,6 +48,7 @@ from fwi.config import (
     config_to_dict,
     load_config,
     save_config,
+    section_class,
 )
 from fwi.errors import ConfigError, FwiError
 from fwi.io import atomic_path
@@ -75,10 +76,10 @@ class _Surplus(Exception):
 
 def _flatten(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Dotted ``(key, value)`` pairs of every leaf field of a config dict, following the schema."""
-    for name, info in model.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from _flatten(annotation, values[name], f"{prefix}{name}.")
+    for name in model.model_fields:
+        section = section_class(model, name, values[name])
+        if section is not None:
+            yield from _flatten(section, values[name], f"{prefix}{name}.")
         else:
             yield f"{prefix}{name}", values[name]
 
