@@ -8,6 +8,7 @@ the public notebook that scored 28.8 MAE. The output is at the shallowest featur
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fwi.errors import ConfigError
@@ -62,8 +63,12 @@ class DecoderBlock(nn.Module):
         self.attention_out = SCSE(cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        # An odd map (9x9) downsamples to a rounded-up one (5x5): crop the upsampled map (10x10) to the skip's size.
-        x = self.up(x)[..., : skip.shape[-2], : skip.shape[-1]]
+        # An odd map (9x9) downsamples to a rounded-up (5x5, padded convs) or rounded-down (4x4, patchify) one:
+        # crop the upsampled map (10x10) to the skip's size, or extend its last row/column (8x8).
+        h, w = skip.shape[-2:]
+        x = self.up(x)[..., :h, :w]
+        if x.shape[-2:] != skip.shape[-2:]:
+            x = F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]), mode="replicate")
         x = self.attention_in(torch.cat([x, self.skip_convs(skip)], dim=1))
         return self.attention_out(self.convs(x))
 
