@@ -72,6 +72,11 @@ def test_dump_is_valid_yaml_that_round_trips(tmp_path):
     assert Config.model_validate(yaml.safe_load(dump_config(cfg))) == cfg
     save_config(cfg, tmp_path / "args.yaml")
     assert load_config(tmp_path / "args.yaml") == cfg
+    timm = load_config(None, ["model.name=timm_unet", "model.layout=shots_square", "model.pretrained=true",
+                              "model.encoder_weights=/w/enc.pth"])
+    text = dump_config(timm)
+    assert Config.model_validate(yaml.safe_load(text)) == timm and "width" not in text
+    assert "  layout: shots_square  # How the seismic meets the encoder" in text
 
 
 def test_every_field_is_documented():
