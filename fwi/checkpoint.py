@@ -112,7 +112,7 @@ def restore_model(state: dict[str, Any], *, use_ema: bool = True,
     ``source`` names the checkpoint in error messages (weights that do not fit the saved model config).
     """
     cfg = checkpoint_config(state, source)
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, pretrained=False)  # the state dict below replaces any pretrained weights
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     try:
         model.load_state_dict(weights)

@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fwi.errors import ConfigError
 from fwi.physics.acquisition import FAMILIES
@@ -76,8 +86,9 @@ class DataConfig(Section):
     )
     split_seed: int = Field(0, description="Seed of the train/validation split.")
     split_by: Literal["file", "sample"] = Field(
-        "file", description="Hold out whole files (no file in both splits) or single samples (use it on Kaggle's "
-        "train_samples: 2 files per family, so a file split holds out half the data).")
+        "file", description="Hold out whole files (no file in both splits) or single samples. With file, a family "
+        "with too few files for a file split (Kaggle's train_samples: 2 per family, one would be half the data) is "
+        "split by sample, and a one-line note says so.")
     test_dir: Path | None = Field(None, description="Folder of test files <oid>.npy (Kaggle's test/).")
     extra_roots: list[Path] = Field(
         [], description="More training trees mixed in (e.g. written by python -m fwi.synth), each split by the same "
@@ -110,29 +121,80 @@ class NormalizeConfig(Section):
 
 
 class AugmentConfig(Section):
-    """Training augmentation (albumentations + seismic-aware ops); probabilities per sample."""
+    """Training augmentation (albumentations + seismic-aware ops); probabilities per sample.
 
-    flip_p: float = Field(0.5, ge=0, le=1, description="Left-right survey flip (receivers, sources, velocity).")
-    noise_p: float = Field(0.0, ge=0, le=1, description="Gaussian trace noise.")
+    The GPU configs use the survey flip only. The competition seismic is simulated noise-free, every trace is
+    present, and amplitudes carry velocity information (reflection strength follows the velocity contrasts),
+    so noise, amplitude scaling and trace dropout teach the network about data it will never see; they stay
+    available, off by default, for field-like data.
+    """
+
+    flip_p: float = Field(0.5, ge=0, le=1, description="Left-right survey flip (receivers, sources, velocity): "
+                          "the one augmentation that keeps the data on the simulator's manifold.")
+    noise_p: float = Field(0.0, ge=0, le=1, description="Gaussian trace noise (off: the data are noise-free).")
     noise_std: float = Field(0.02, ge=0, description="Noise std as a fraction of each trace's RMS amplitude.")
-    scale_p: float = Field(0.0, ge=0, le=1, description="Amplitude scaling.")
+    scale_p: float = Field(0.0, ge=0, le=1, description="Amplitude scaling (off: amplitude carries velocity "
+                           "information).")
     scale_max: float = Field(1.2, ge=1, description="Largest amplitude factor (log-uniform in [1/x, x]).")
-    dropout_p: float = Field(0.0, ge=0, le=1, description="Trace dropout.")
+    dropout_p: float = Field(0.0, ge=0, le=1, description="Trace dropout (off: no trace is ever missing in the "
+                             "competition data).")
     dropout_fraction: float = Field(0.05, ge=0, le=1, description="Fraction of traces zeroed by trace dropout.")
 
 
-class ModelConfig(Section):
-    """The network, built by name from the model registry (fwi/models)."""
+class InversionNetConfig(Section):
+    """The network: InversionNet, OpenFWI's plain conv encoder-decoder (fwi/models/inversionnet.py)."""
 
-    name: Literal["inversionnet", "timm_unet"] = Field("inversionnet", description="Registered model name.")
-    width: int = Field(16, ge=1, description="inversionnet: channels of the first layer (32 = the published model).")
-    encoder: str = Field("resnet18", description="timm_unet: any timm model name usable with features_only.")
+    name: Literal["inversionnet"] = Field("inversionnet", description="Registered model name (inversionnet, "
+                                          "timm_unet); each model has its own keys.")
+    width: int = Field(16, ge=1, description="Channels of the first layer (32 = the published model).")
+
+
+class TimmUNetConfig(Section):
+    """The network: any timm encoder + a U-Net decoder ending at 72x72, cropped to 70x70 (fwi/models/timm_unet.py)."""
+
+    name: Literal["timm_unet"] = Field("timm_unet", description="Registered model name (inversionnet, timm_unet); "
+                                       "each model has its own keys.")
+    encoder: str = Field("resnet18", description="Any timm model name usable with features_only (e.g. caformer_b36, "
+                         "convnext_small, resnet18).")
+    layout: Literal["restride", "shots_square", "resize"] = Field(
+        "restride", description="How the seismic meets the encoder so its first feature map is 72x72. restride: the "
+        "5 shots as channels, time reflection-padded to 1152, the stem's strides kept in time but removed along the "
+        "receivers, then an average pool in time (all 70 receivers kept); shots_square: the 5 shots side by side as "
+        "one 1000x350 image, resized to a square; resize: the 5 shots as channels, resized to a square.")
+    pretrained: bool = Field(False, description="Start the encoder from timm's ImageNet weights: downloaded by timm "
+                             "(online), or read from model.encoder_weights. Checkpoints never need them again.")
     encoder_weights: Path | None = Field(
-        None, description="timm_unet: local file of pretrained encoder weights (never downloaded).")
-    input_size: list[int] = Field([256, 72], min_length=2, max_length=2,
-                                  description="timm_unet: seismic resized to [time, receivers] grid points.")
-    decoder_channels: list[int] = Field([256, 128, 64, 32], min_length=1,
-                                        description="timm_unet: channels of the decoder stages, deep to shallow.")
+        None, description="Local file of the encoder's pretrained weights (timm's model.safetensors or a .pth "
+        "state dict), the offline way to model.pretrained=true; input channels are adapted as timm does.")
+    decoder_channels: list[int] = Field(
+        [256, 128, 64, 32], min_length=1, description="Channels of the decoder stages, deep to shallow; the last "
+        "(encoder levels - 1) entries are used (3 for caformer/convnext, 4 for resnet).")
+
+    @model_validator(mode="after")
+    def _weights_need_pretrained(self) -> TimmUNetConfig:
+        if self.encoder_weights is not None and not self.pretrained:
+            raise ValueError("model.encoder_weights is set but model.pretrained is false: set model.pretrained=true "
+                             "to start from that file, or drop model.encoder_weights")
+        return self
+
+
+MODEL_CONFIGS: dict[str, type[Section]] = {"inversionnet": InversionNetConfig, "timm_unet": TimmUNetConfig}
+"""The model section's schema for each model name."""
+DEFAULT_MODEL = "inversionnet"
+
+
+def _model_name(value: Any) -> str | None:
+    """The model name a model section holds (the default one when it names none)."""
+    if isinstance(value, dict):
+        return value.get("name", DEFAULT_MODEL)
+    return getattr(value, "name", None)
+
+
+ModelConfig = Annotated[
+    Annotated[InversionNetConfig, Tag("inversionnet")] | Annotated[TimmUNetConfig, Tag("timm_unet")],
+    Discriminator(_model_name),
+]
+"""The model section: its keys depend on ``name``, and keys of another model are rejected."""
 
 
 class LossConfig(Section):
@@ -153,8 +215,12 @@ class TrainConfig(Section):
                             "least 2, as BatchNorm needs two samples to normalise a batch.")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of AdamW.")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
-    schedule: Literal["cosine", "onecycle", "constant"] = Field(
-        "cosine", description="LR schedule after warmup, stepped every optimizer step.")
+    schedule: Literal["cosine", "onecycle", "constant", "constant_cosine"] = Field(
+        "cosine", description="LR schedule after warmup, stepped every optimizer step: cosine to lr/100; constant; "
+        "constant_cosine: constant for train.constant_fraction of the steps after warmup, then cosine to lr/100; "
+        "onecycle: torch's OneCycleLR.")
+    constant_fraction: float = Field(0.5, ge=0, le=1, description="constant_cosine: fraction of the steps after "
+                                     "warmup held at train.lr before the cosine decay.")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Fraction of all steps spent warming up.")
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (null: no clipping).")
     accumulate: int = Field(1, ge=1, description="Batches accumulated per optimizer step.")
@@ -354,7 +420,7 @@ class Config(Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(default_factory=InversionNetConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
@@ -374,45 +440,89 @@ def _section_keys(model: type[BaseModel]) -> str:
     return ", ".join(model.model_fields)
 
 
-def _model_at(path: list[str]) -> type[BaseModel]:
-    """The schema class reached by following ``path`` (section names) from :class:`Config`."""
-    model: type[BaseModel] = Config
-    for part in path:
-        model = model.model_fields[part].annotation  # type: ignore[assignment]
-    return model
+def _variants(annotation: Any) -> dict[str, type[BaseModel]]:
+    """Section classes a field may hold: ``{'': cls}`` for a plain section, ``{name: cls, ...}`` for a section whose
+    schema depends on its ``name`` (the model section), ``{}`` for a value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {"": annotation}
+    args = [get_args(a)[0] if get_origin(a) is Annotated else a for a in get_args(annotation)]
+    if args and all(isinstance(a, type) and issubclass(a, BaseModel) and "name" in a.model_fields for a in args):
+        return {a.model_fields["name"].default: a for a in args}
+    return {}
+
+
+def section_class(parent: type[BaseModel], field: str, values: Any = None) -> type[BaseModel] | None:
+    """The schema class of section ``field`` of ``parent``, or None when that field holds a value.
+
+    For the model section it is the class of the model ``values`` (a dict or a section) names, the default
+    model's when it names none, and the first one's when the name is unknown (validation reports it).
+    """
+    variants = _variants(parent.model_fields[field].annotation)
+    if len(variants) > 1:
+        return variants.get(_model_name(values if values is not None else {})) or next(iter(variants.values()))
+    return variants.get("")
+
+
+def _error_path(loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
+    """The dotted config path of a validation error location (model-name tags dropped) and the section class
+    holding its last key (None below a value, e.g. inside tune.space)."""
+    parts: list[str] = []
+    model: type[BaseModel] | None = Config
+    holder: type[BaseModel] | None = None
+    items = [str(p) for p in loc]
+    i = 0
+    while i < len(items):
+        part, holder = items[i], model
+        parts.append(part)
+        i += 1
+        if model is None or part not in model.model_fields:
+            model = None
+            continue
+        variants = _variants(model.model_fields[part].annotation)
+        if len(variants) > 1 and i < len(items) and items[i] in variants:
+            model = variants[items[i]]
+            i += 1
+        else:
+            model = variants.get("")
+    return parts, holder
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``tree['a']['b'] = value`` for key ``'a.b'``, checking each part against the schema."""
+    """Set ``tree['a']['b'] = value`` for key ``'a.b'``, checking each part against the schema.
+
+    In the model section a key of any model is accepted here, whatever the order of the overrides; the final
+    validation rejects keys that do not apply to the chosen ``model.name``.
+    """
     parts = key.split(".")
     model: type[BaseModel] = Config
+    parent: tuple[type[BaseModel], str] | None = None
     node = tree
     for i, part in enumerate(parts):
         where = ".".join(parts[:i]) or "the top level"
-        if part not in model.model_fields:
+        siblings = _variants(parent[0].model_fields[parent[1]].annotation).values() if parent else [model]
+        if not any(part in m.model_fields for m in siblings):
             raise ConfigError(f"unknown config key '{key}': '{part}' is not in {where}; "
                               f"valid keys: {_section_keys(model)}")
-        annotation = model.model_fields[part].annotation
-        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        holder = next(m for m in siblings if part in m.model_fields)
+        child = node.get(part, {})
+        section = section_class(holder, part, child if isinstance(child, dict) else None)
         if i == len(parts) - 1:
-            if not is_section:
+            if section is None:
                 node[part] = value
                 return
             # 'train={epochs: 2}' merges into the section (what the file set stays), key by key, checked.
             if not isinstance(value, dict):
                 raise ConfigError(f"config key '{key}' is a section: give {key}.<key>=value or a mapping such as "
-                                  f"{key}={{{next(iter(annotation.model_fields))}: ...}}")
+                                  f"{key}={{{next(iter(section.model_fields))}: ...}}")
             for sub, sub_value in value.items():
                 _set_dotted(tree, f"{key}.{sub}", sub_value)
             return
-        if not is_section:
+        if section is None:
             raise ConfigError(f"config key '{'.'.join(parts[: i + 1])}' is a value, not a section "
                               f"(in override '{key}')")
-        model = annotation
-        child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise ConfigError(f"config key '{'.'.join(parts[: i + 1])}' must be a section")
-        node = child
+        parent, model, node = (holder, part), section, node.setdefault(part, child)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -429,15 +539,20 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
+    parts, holder = _error_path(first["loc"])
+    key = ".".join(parts)
+    if first["type"] == "union_tag_invalid":
+        valid = ", ".join(sorted(_variants(Config.model_fields[parts[0]].annotation)))
+        return f"config key '{key}.name' in {source}: unknown model '{first['ctx']['tag']}'; valid: {valid}"
     if first["type"] == "extra_forbidden":
-        section = [str(p) for p in first["loc"][:-1]]
-        try:
-            valid = _section_keys(_model_at(section))
-        except (KeyError, AttributeError, TypeError):
-            valid = "?"
+        valid = _section_keys(holder) if holder is not None else "?"
+        if holder in MODEL_CONFIGS.values() and any(parts[-1] in m.model_fields for m in MODEL_CONFIGS.values()):
+            return (f"config key '{key}' in {source} does not apply to model.name={holder.model_fields['name'].default}"
+                    f"; its keys: {valid}")
         return f"unknown config key '{key}' in {source}; valid keys: {valid}"
     got = first.get("input")
+    if isinstance(got, dict):  # a whole section failed its own check: the message says what is wrong
+        return f"config key '{key}' in {source}: {first['msg']}"
     return f"config key '{key}' in {source}: {first['msg']} (got {got!r})"
 
 
@@ -525,10 +640,10 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def flatten_config(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Dotted ``(key, value)`` pairs of every leaf field of a config dict, following the schema ``model``."""
-    for name, info in model.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from flatten_config(annotation, values[name], f"{prefix}{name}.")
+    for name in model.model_fields:
+        section = section_class(model, name, values[name])
+        if section is not None:
+            yield from flatten_config(section, values[name], f"{prefix}{name}.")
         else:
             yield f"{prefix}{name}", values[name]
 
@@ -561,11 +676,11 @@ def dump_config(cfg: Config) -> str:
     def walk(model: type[BaseModel], values: dict[str, Any], indent: int) -> None:
         pad = "  " * indent
         for name, info in model.model_fields.items():
-            annotation = info.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                doc = (annotation.__doc__ or "").strip().splitlines()[0]
+            section = section_class(model, name, values[name])
+            if section is not None:
+                doc = (section.__doc__ or "").strip().splitlines()[0]
                 lines.append(f"{pad}{name}:  # {doc}")
-                walk(annotation, values[name], indent + 1)
+                walk(section, values[name], indent + 1)
                 continue
             text = yaml.safe_dump({name: values[name]}, default_flow_style=True, width=10**6).strip()
             comment = f"  # {info.description}" if info.description else ""

@@ -97,18 +97,21 @@ def training_manifest(cfg: Config, ctx: Dist | None = None) -> pl.DataFrame:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int):
-    """Per-optimizer-step LR schedule: linear warmup, then cosine to 1% / constant; or torch's OneCycleLR."""
+    """Per-optimizer-step LR schedule: linear warmup, then cosine to 1% / constant / constant for
+    ``cfg.constant_fraction`` of the remaining steps and cosine to 1% after it; or torch's OneCycleLR."""
     warmup = int(cfg.warmup_fraction * total_steps)
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total_steps, 1),
                                                    pct_start=max(cfg.warmup_fraction, 1e-3))
+    hold = int(cfg.constant_fraction * (total_steps - warmup)) if cfg.schedule == "constant_cosine" else 0
+    decay_start = warmup + hold
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        if cfg.schedule == "constant":
+        if cfg.schedule == "constant" or step < decay_start:
             return 1.0
-        progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+        progress = min((step - decay_start) / max(total_steps - decay_start, 1), 1.0)
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -286,7 +289,7 @@ def _train(cfg: Config, ctx: Dist, run_dir: Path, *, resume: bool, on_epoch: Cal
                        f"{cfg.train.batch_size} x train.accumulate={cfg.train.accumulate} x {ctx.world} process(es)")
     val_loader = DataLoader(Subset(val_set, range(ctx.rank, len(val_set), ctx.world)), **loader_kw)
 
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model, pretrained=not resume).to(device)  # a resume loads its weights from last.pt
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = None

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fwi.config import Config, dump_config, load_config, save_config
+from fwi.config import MODEL_CONFIGS, Config, dump_config, load_config, save_config, section_class
 from fwi.errors import ConfigError
 
 
@@ -106,19 +106,30 @@ def test_dump_is_valid_yaml_that_round_trips(tmp_path):
     assert Config.model_validate(yaml.safe_load(dump_config(cfg))) == cfg
     save_config(cfg, tmp_path / "args.yaml")
     assert load_config(tmp_path / "args.yaml") == cfg
+    timm = load_config(None, ["model.name=timm_unet", "model.layout=shots_square", "model.pretrained=true",
+                              "model.encoder_weights=/w/enc.pth"])
+    text = dump_config(timm)
+    assert Config.model_validate(yaml.safe_load(text)) == timm and "width" not in text
+    assert "  layout: shots_square  # How the seismic meets the encoder" in text
 
 
 def test_every_field_is_documented():
+    seen = []
+
     def walk(model):
         for name, info in model.model_fields.items():
-            annotation = info.annotation
-            if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
-                assert annotation.__doc__, f"section {name} has no docstring"
-                walk(annotation)
+            sections = [section_class(model, name, {"name": n}) for n in MODEL_CONFIGS] if name == "model" else \
+                [section_class(model, name)]
+            if sections[0] is not None:
+                for section in sections:
+                    assert section.__doc__, f"section {name} has no docstring"
+                    seen.append(section)
+                    walk(section)
             else:
                 assert info.description, f"field {name} of {model.__name__} has no description"
 
     walk(Config)
+    assert set(MODEL_CONFIGS.values()) <= set(seen)  # every model's keys were checked
 
 
 def test_configs_folder_files_validate():

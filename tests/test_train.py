@@ -100,6 +100,24 @@ def test_scheduler_is_stepped_per_optimizer_step():
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
 
 
+def test_constant_then_cosine_schedule():
+    cfg = load_config(None, ["train.lr=1.0", "train.warmup_fraction=0.1", "train.schedule=constant_cosine",
+                             "train.constant_fraction=0.5"]).train
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = make_scheduler(opt, cfg, total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)  # warmup over 10 steps
+    assert lrs[10:55] == pytest.approx([1.0] * 45)  # held for half of the 90 steps after warmup
+    # then cosine over the last 45 steps: at step 55 + k, 0.01 + 0.99 * (1 + cos(pi * k / 45)) / 2
+    assert lrs[55 + 15] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 15 / 45)))
+    assert lrs[-1] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 44 / 45)))
+    assert all(a > b for a, b in zip(lrs[55:], lrs[56:], strict=False))
+
+
 def test_train_counts_optimizer_steps_with_accumulation(kaggle_tree, tmp_path):
     # 5 training samples (3 + 2 in the default tree at val_fraction 0.5).
     cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=1", "train.accumulate=2", "name=acc")
@@ -133,7 +151,7 @@ def test_ddp_two_cpu_processes_on_gloo(kaggle_tree, tmp_path):
     """torchrun with 2 processes: one run folder, validation gathered over both shards."""
     args = [f"data.root={kaggle_tree.root}", f"train.out_dir={tmp_path / 'runs'}", f"normalize.cache_dir={tmp_path}",
             "data.val_fraction=0.5", "train.epochs=1", "name=ddp", "train.batch_size=2", "model.name=timm_unet",
-            "model.encoder=resnet10t", "model.input_size=[64, 32]", "model.decoder_channels=[8]", *TINY[2:]]
+            "model.encoder=resnet10t", "model.decoder_channels=[8, 8, 8, 8]", *TINY[2:]]
     with socket.socket() as sock:  # a free port for the rendezvous
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -31,7 +31,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {
     "train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
     "model.width": {"type": "categorical", "choices": [2, 4]},
-    "model.input_size": {"type": "categorical", "choices": [[256, 72], [128, 70]]},
+    "data.families": {"type": "categorical", "choices": [["FlatVel_A"], ["FlatVel_A", "CurveFault_A"]]},
 }
 TINY = ["model.width=2", "train.batch_size=2", "train.workers=0", "train.tensorboard=false", "train.plot=false",
         "data.val_fraction=0.5"]
@@ -88,7 +88,7 @@ def test_study_prunes_records_failures_and_writes_best_config(tmp_path, monkeypa
     assert [c.seed for c in fake.configs] == [7 + n for n in range(7)]
     for c, t in zip(fake.configs, study.trials, strict=True):
         assert c.train.lr == t.params["train.lr"] and c.model.width == t.params["model.width"]
-        assert c.model.input_size == yaml.safe_load(t.params["model.input_size"])
+        assert c.data.families == yaml.safe_load(t.params["data.families"])
         assert c.data.root == Path("/data/kaggle")
         assert t.user_attrs["run_dir"] == str(tmp_path / "runs" / "s" / f"trial_{t.number}")
     assert len({c.train.lr for c in fake.configs}) == 7  # seeded per trial: no suggestion replayed
@@ -98,11 +98,11 @@ def test_study_prunes_records_failures_and_writes_best_config(tmp_path, monkeypa
     assert study.best_trial.number == 6
     assert best.name == "s-best" and best.seed == 7 and best.data.root == Path("/data/kaggle")
     assert best.train.lr == study.trials[6].params["train.lr"] and best.model.width == fake.configs[6].model.width
-    assert best.model.input_size == fake.configs[6].model.input_size
+    assert best.data.families == fake.configs[6].data.families
     table = pl.read_csv(out / "trials.csv")
     assert table["state"].to_list() == states(study) and table["val_mae"][6] == 65.0
     assert table["fail_reason"][2].startswith("RuntimeError") and table["epochs"].to_list() == [3, 1, 0, 1, 0, 3, 3]
-    assert {"param_train.lr", "param_model.width", "param_model.input_size", "worker"} <= set(table.columns)
+    assert {"param_train.lr", "param_model.width", "param_data.families", "worker"} <= set(table.columns)
     assert (out / "history.png").stat().st_size > 0 and (out / "importance.png").stat().st_size > 0
     assert (out / "study.db").is_file()
 
@@ -184,6 +184,9 @@ def test_timeout_stops_starting_trials(tmp_path, monkeypatch, capsys):
         ({"train.schedule": {"type": "categorical", "choices": ["cosine", "linear"]}},
          "tune.space key 'train.schedule': config key 'train.schedule' in overrides: Input should be 'cosine', "),
         ({"seed": {"type": "int", "low": 0, "high": 3}}, "tune.space key 'seed' cannot be tuned: "),
+        ({"model.encoder": {"type": "categorical", "choices": ["resnet18"]}},
+         "tune.space key 'model.encoder': config key 'model.encoder' in overrides does not apply to "
+         "model.name=inversionnet; its keys: name, width"),
         ({}, "tune.space is empty: declare the hyperparameters to search"),
     ],
 )
@@ -212,6 +215,15 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: tune.space key 'train.nope': unknown config key"), err
     assert main(["--config", str(path), "--study", "a/b"]) == 1
     assert capsys.readouterr().err.startswith("error: study name 'a/b' must be letters, digits")
+
+
+def test_model_keys_of_the_chosen_model_can_be_tuned(tmp_path):
+    space = {"model.layout": {"type": "categorical", "choices": ["restride", "shots_square"]},
+             "model.decoder_channels": {"type": "categorical", "choices": [[64, 32], [32, 16]]}}
+    cfg = fake_cfg(tmp_path, "model.name=timm_unet", "model.encoder=resnet10t", space=space)
+    tune_mod.check_space(cfg)
+    trial = tune_mod.with_overrides(cfg, [("model.layout", "shots_square"), ("model.decoder_channels", [32, 16])])
+    assert trial.model.layout == "shots_square" and trial.model.encoder == "resnet10t"
 
 
 def test_example_config_is_valid():
