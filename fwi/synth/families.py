@@ -12,9 +12,10 @@ them against real maps):
 - **FlatVel** -- evenly spaced horizontal layers (:func:`_even_layers`). A: 3-7 interfaces ``70/m`` rows apart
   (about +-0.6 row per interface), velocities sorted (increase with depth), integers. B: up to 9 interfaces,
   thickness jitter, unordered velocities.
-- **CurveVel** -- the same layers bent by one shared curve (:func:`_bend`: a chirped sine whose folds tighten and
-  swing wider towards one side, a tilt; swing proportional to the layer spacing) with a small own wobble per
-  interface and a swing that changes with depth. Pixel-sharp, integer values. B: rougher, larger, unordered.
+- **CurveVel** -- A: 4-8 layers ``70/(k-1)`` rows apart, bent by quadratic-spline curves through control depths
+  every 10 columns (:func:`curve_basis`, :func:`_curve_shifts`: a shared curve whose swing is proportional to the
+  spacing and grows to the right, plus a small curve of each interface's own), as the real interfaces are.
+  Pixel-sharp, integer values. B: more layers, larger swings, unordered velocities.
 - **FlatFault / CurveFault** -- A: 4 layers ~17.5 rows thick, two velocities below and two above 3000 m/s,
   one or two faults (blocks, low angles, faults dying out inside the map, rare fault-plane streaks), soft
   edges sampled at pixel centres. CurveFault bends the layers first. B: 4-8 unordered layers, larger throws;
@@ -113,21 +114,6 @@ def _random_interfaces(g: torch.Generator, k: torch.Tensor, max_layers: int) -> 
     return torch.where(torch.arange(1, max_layers, device=g.device) < k[:, None], edges, _INF)
 
 
-def _curves(g: torch.Generator, shape: Sequence[int], x: torch.Tensor, fmax: float, fmin: float = 0.5) -> torch.Tensor:
-    """Smooth random curves with zero mean and unit std over ``x``: ``[*shape, len(x)]``.
-
-    Each is a sum of two sines of ``fmin``-``fmax`` cycles per map width with random amplitude and phase.
-    ``x`` holds column coordinates in pixels.
-    """
-    shape = (*shape, 2, 1)
-    freq = _u(g, shape, fmin, fmax)
-    amp = _u(g, shape, 0.2, 1.0)
-    phase = _u(g, shape, 0.0, 2 * math.pi)
-    c = (amp * torch.sin(2 * math.pi * freq * x / NX + phase)).sum(-2)
-    c = c - c.mean(-1, keepdim=True)
-    return c / c.std(-1, keepdim=True).clamp_min(1e-3)
-
-
 def _lookup(depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
     """Velocity of a layer stack at (source) depths.
 
@@ -174,7 +160,7 @@ def _col(v: torch.Tensor) -> torch.Tensor:
 # -------------------------------------------------------------------------------------------------- families
 
 def _even_layers(g: torch.Generator, n: int, m_max: int = 7) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Evenly spaced interfaces as in FlatVel_A / CurveVel_A: rows ``[n, m_max]`` (``inf`` = absent), spacing ``[n]``.
+    """Evenly spaced interfaces as in FlatVel_A: rows ``[n, m_max]`` (``inf`` = absent), spacing ``[n]``.
 
     Measured on the real maps: a map holds ``m`` ~ U{3..``m_max``} interfaces spaced ``d = 70/m`` rows (+-2.5 %,
     the same spacing for every layer, each interface off by ``U(+-0.6)`` rows: inner-layer thicknesses of a map
@@ -209,69 +195,80 @@ def _flatvel(g: torch.Generator, n: int, hard: bool) -> torch.Tensor:
     return _lookup(depth, interfaces[:, :, None], velocity).expand(n, NZ, NX).contiguous()
 
 
-def _bend(g: torch.Generator, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Smooth vertical shifts of interfaces, rows ``[n, len(x)]`` (``x``: column coordinates, pixels).
+CURVE_COLUMNS = tuple(5.0 + 10.0 * i for i in range(8))
+"""Columns (pixels, the last beyond the map) of the control depths that bend CurveVel / CurveFault interfaces."""
 
-    Measured on CurveVel_A: the curves swing wider and faster towards one side of the map (std of the interface
-    rows in the left / middle / right third 2.7 / 4.3 / 6.6 rows; local extrema per 10 columns ~0.4 on the
-    calm side, ~0.8 on the other; a chirped sine explains a real curve with median R^2 0.89). So each curve is
-    two sines of 1-3 cycles in a warped coordinate ``u = (x / 69)^p`` (``p`` in 1.0-1.6: the folds tighten along
-    x) under an envelope rising 5x across the map, a random linear tilt added; the lively side is the right one
-    80 % of the time. ``scale`` ``[n]`` sets the swing of each map (rows, spread log-normally).
+_CURVE_KNOTS = (20.0, 30.0, 40.0, 50.0, 60.0)
+
+
+def curve_basis(x: torch.Tensor) -> torch.Tensor:
+    """Interpolation weights ``[len(x), 8]`` of the quadratic spline through control depths at :data:`CURVE_COLUMNS`.
+
+    ``curve_basis(x) @ controls`` is the curve at columns ``x`` (pixels): the interpolating quadratic spline with
+    knots at columns 20, 30, ..., 60. Real CurveVel_A interfaces are exactly such splines: they span an 8-dim
+    space (a PCA of 3000 real curves leaves only pixel rounding outside it), their second derivative is constant
+    between those columns, and their extrema sit near the control columns. Float64 on ``x``'s device.
     """
-    n = scale.shape[0]
-    shape = (n, 2, 1)
-    side = _u(g, (n, 1)) < 0.8
-    xs = torch.where(side, x, NX - 1 - x) / (NX - 1)  # [n, W] in [0, 1], 1 = the lively side
-    u = xs ** _u(g, (n, 1), 1.0, 1.6)
-    freq = _u(g, shape, 1.0, 3.0)
-    amp = _u(g, shape, 0.2, 1.0)
-    phase = _u(g, shape, 0.0, 2 * math.pi)
-    wave = (amp * torch.sin(2 * math.pi * freq * u[:, None, :] + phase)).sum(1)  # [n, W]
-    wave = wave / wave.std(-1, keepdim=True).clamp_min(1e-3) * (0.2 + 0.8 * xs)
-    tilt = _normal(g, (n, 1), 0.6) * (xs - 0.5)
-    return _col(scale) * torch.exp(_normal(g, (n, 1), 0.35)) * (wave + tilt)
+
+    def powers(t: torch.Tensor) -> torch.Tensor:  # truncated power basis of the spline space, [len(t), 8]
+        return torch.stack([t**0, t, t**2] + [(t - k).clamp_min(0) ** 2 for k in _CURVE_KNOTS], 1)
+
+    c = torch.tensor(CURVE_COLUMNS, dtype=torch.float64, device=x.device)
+    return powers(x.double()) @ torch.linalg.inv(powers(c))
 
 
-def _curved_interfaces(
-    g: torch.Generator, base: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, depth_change: float,
-    wobble: float = 0.0,
-) -> torch.Tensor:
-    """Bend flat interfaces ``base [n, L]`` (rows) by one shared :func:`_bend` curve: ``[n, L, len(x)]`` rows.
+_CURVE_CHOL = (
+    (0.253, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    (0.169, 0.193, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    (-0.148, 0.158, 0.296, 0.0, 0.0, 0.0, 0.0, 0.0),
+    (0.148, -0.112, -0.122, 0.417, 0.0, 0.0, 0.0, 0.0),
+    (-0.145, 0.098, 0.158, -0.266, 0.438, 0.0, 0.0, 0.0),
+    (0.153, -0.093, -0.145, 0.305, -0.294, 0.44, 0.0, 0.0),
+    (-0.21, 0.137, 0.236, -0.418, 0.449, -0.425, 0.574, 0.0),
+    (-0.119, 0.071, 0.114, -0.209, 0.244, -0.229, 0.27, 0.28),
+)
+"""Cholesky factor of the covariance of the control depths at :data:`CURVE_COLUMNS`, in layer spacings, fitted
+on 3000 real CurveVel_A maps (``benchmarks/curve_stats.py`` on OpenFWI's CurveVelA training files 1-6): the swing
+grows to the right (std 0.25 spacing at column 5, 1.0 at column 65) and neighbouring controls alternate
+(correlation -0.6 to -0.8 on the right): folds that tighten and swing harder towards one side."""
 
-    Real CurveVel_A interfaces follow each other closely (one curve explains them to ~0.6 row rms) and swing in
-    proportion to the layer spacing (peak-to-peak ~1.65 spacings at every spacing), so ``scale`` ``[n]`` (rows)
-    is a multiple of it; the swing changes linearly with depth by ``U(+-depth_change)`` over half the map height.
-    ``wobble``: std (rows) of an extra smooth curve of each interface (real CurveVel_A: ~0.6 row rms beyond one
-    shared curve, lag-1 autocorrelation 0.74).
+
+def _curve_shifts(g: torch.Generator, n: int, count: int, scale: torch.Tensor, own: float) -> torch.Tensor:
+    """Vertical shifts (rows) of ``count`` interfaces per map: ``[n, count, NX]``.
+
+    One shared curve (control depths ~ N(0, :data:`_CURVE_CHOL` covariance) times ``scale`` ``[n]`` rows) plus a
+    small curve of each interface's own (the same law times ``own`` rows, not scaled: real neighbouring CurveVel_A
+    interfaces differ by ~1 row whatever their spacing), both interpolated by :func:`curve_basis`.
     """
-    n, m = base.shape
-    shift = _bend(g, x, scale)  # [n, W]
-    gain = 1 + _u(g, (n, 1), -depth_change, depth_change) * (base.clamp(-NZ, 2 * NZ) - NZ / 2) / (NZ / 2)
-    out = base[:, :, None] + gain[:, :, None] * shift[:, None, :]
-    if wobble > 0:
-        out = out + _normal(g, (n, m, 1), wobble) * _curves(g, (n, m), x, 3.0)
-    return out
+    chol = torch.tensor(_CURVE_CHOL, device=g.device)
+    basis = curve_basis(torch.arange(NX, device=g.device)).float()
+    shared = (_normal(g, (n, 1, 8)) @ chol.T) * scale.view(n, 1, 1)
+    mine = (_normal(g, (n, count, 8)) @ chol.T) * own
+    return (shared + mine) @ basis.T
 
 
 def _curvevel(g: torch.Generator, n: int, hard: bool) -> torch.Tensor:
-    """Evenly spaced layers bent by one smooth curve: ``[n, NZ, NX]`` m/s.
+    """Evenly spaced layers bent by spline curves: ``[n, NZ, NX]`` m/s.
 
-    A: :func:`_even_layers` (the same spacing as FlatVel_A, measured on the real CurveVel_A interfaces: 70/m
-    rows), ``m + 1`` sorted velocities, every interface bent by :func:`_curved_interfaces`; the curves push
-    deeper layers into view where they rise. B: up to 9 interfaces, unordered velocities, larger and rougher
-    curves.
+    A, as measured on real CurveVel_A maps: ``k`` ~ U{4..8} layers, interfaces at ``j * d`` (``d = 70 / (k - 1)``
+    rows, ``j = 1..k-1``: the last one at the bottom edge, so the deepest layer only shows where the curves rise),
+    ``k`` sorted uniform velocities, every interface shifted by :func:`_curve_shifts` with a shared swing of
+    ``d`` (the real swing is proportional to the spacing) and an own swing of 1.4 rows. B: up to 10 layers,
+    uneven spacing, unordered velocities, swings 1.5 times larger and rougher.
     """
-    x = torch.arange(NX, dtype=torch.float32, device=g.device)
+    k_max = 8 if not hard else 10
+    k = torch.randint(4, k_max + 1, (n,), generator=g, device=g.device)
+    spacing = NZ / (k - 1).float()
+    j = torch.arange(1, k_max, device=g.device, dtype=torch.float32)
+    rows = j * _col(spacing)
     if not hard:
-        base, spacing, m = _even_layers(g, n)
-        velocity = _sorted_velocities(g, m + 1, base.shape[1] + 1)
-        interfaces = _curved_interfaces(g, base, x, 0.55 * spacing, 0.5, wobble=0.5)
+        velocity = _sorted_velocities(g, k, k_max)
+        shifts = _curve_shifts(g, n, k_max - 1, spacing, own=1.4)
     else:
-        base, spacing, m = _even_layers(g, n, m_max=9)
-        base = base + _normal(g, base.shape, 0.12) * _col(spacing)
-        velocity = _random_velocities(g, n, base.shape[1] + 1)
-        interfaces = _curved_interfaces(g, base, x, 0.8 * spacing, 0.5, wobble=1.0)
+        rows = rows + _normal(g, rows.shape, 0.12) * _col(spacing)
+        velocity = _random_velocities(g, n, k_max)
+        shifts = _curve_shifts(g, n, k_max - 1, 1.5 * spacing, own=2.8)
+    interfaces = torch.where(j < _col(k), rows, _INF)[:, :, None] + shifts
     depth = torch.arange(NZ, dtype=torch.float32, device=g.device).view(1, NZ, 1).expand(n, NZ, NX)
     return _lookup(depth, interfaces, velocity)
 
@@ -364,7 +361,7 @@ def _fault(g: torch.Generator, n: int, hard: bool, curved: bool) -> torch.Tensor
     and two above 3000 m/s (as measured on FlatFault_A), :func:`_faults`, soft edges (:data:`_EDGE_SIGMA`).
     B: 4-8 unordered layers of random thickness, larger throws; CurveFault_B stays pixel-sharp and
     integer-valued like the real CurveFault sample.
-    CurveFault bends the layers with the CurveVel curves (:func:`_curved_interfaces`) before faulting.
+    CurveFault bends the layers with the CurveVel curves (:func:`_curve_shifts`) before faulting.
     """
     xs = torch.arange(NX, dtype=torch.float32, device=g.device)
     zs = torch.arange(NZ, dtype=torch.float32, device=g.device)
@@ -382,7 +379,9 @@ def _fault(g: torch.Generator, n: int, hard: bool, curved: bool) -> torch.Tensor
         base = _random_interfaces(g, layers, lmax)
         velocity = _random_velocities(g, n, lmax)
     if curved:
-        interfaces = _curved_interfaces(g, base, xs, 0.4 * NZ / layers.float(), 0.35)
+        thickness = NZ / layers.float()
+        scale, own = (thickness, 1.4) if not hard else (1.5 * thickness, 2.8)
+        interfaces = base[:, :, None] + _curve_shifts(g, n, lmax - 1, scale, own)
     else:
         interfaces = base[:, :, None]
     shift, streak = _faults(g, n, xs, zs, hard)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +14,8 @@ DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="module")
-def realism():
-    spec = importlib.util.spec_from_file_location("realism", ROOT / "benchmarks" / "realism.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["realism"] = module
-    spec.loader.exec_module(module)
-    return module
+def realism(load_benchmark):
+    return load_benchmark("realism")
 
 
 def real_maps(name: str, n: int) -> np.ndarray:
