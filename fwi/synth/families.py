@@ -17,9 +17,10 @@ them against real maps):
   spacing and grows to the right, plus a small curve of each interface's own), as the real interfaces are.
   Pixel-sharp, integer values. B: more layers, larger swings, unordered velocities.
 - **FlatFault / CurveFault** -- A: 4 layers ~17.5 rows thick, two velocities below and two above 3000 m/s,
-  one or two faults (blocks, low angles, faults dying out inside the map, rare fault-plane streaks), soft
-  edges sampled at pixel centres. CurveFault bends the layers first. B: 4-8 unordered layers, larger throws;
-  CurveFault_B is pixel-sharp and integer-valued like the real CurveFault sample.
+  one or (more often) two mostly steep faults anywhere across the map (blocks, faults dying out inside the map,
+  fault-plane streaks), throws of 4.5-11 rows, soft edges sampled at pixel centres. CurveFault bends the layers
+  first. B: 4-8 unordered layers, larger throws; CurveFault_B is pixel-sharp and integer-valued like the real
+  CurveFault sample.
 - **Style** -- A: smooth anisotropic Gaussian random field (correlation 3-8 px) on a velocity increasing with
   depth. B: rough power-law field, larger contrasts, weaker and unordered depth trend.
 """
@@ -293,6 +294,11 @@ def _soft_lookup(depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.
     return out
 
 
+_FAULT_DIPS = ((30.0, 8.0), (40.0, 23.0), (50.0, 30.0), (60.0, 45.0), (70.0, 48.0), (80.0, 103.0))
+"""(lowest dip of a 10 deg bin, deg; number of faults) measured on 250 real FlatFault_A maps (from where each
+fault cuts the three interfaces): faults are mostly steep, 40 % of them within 10 deg of vertical."""
+
+
 def _faults(
     g: torch.Generator, n: int, xs: torch.Tensor, zs: torch.Tensor, hard: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,31 +306,37 @@ def _faults(
 
     Both ``[n, len(zs), len(xs)]`` on the pixel grid ``xs``, ``zs`` (pixel coordinates).
 
-    A fault passes through column ``x0`` at mid-depth with dip ``theta`` (from horizontal) towards ``+-x``;
-    everything on one side (either) moves down or up by a throw of any sub-pixel size, ramping across a thin drag
-    zone (``drag`` px wide). As in the real FlatFault_A maps: a third of the maps have two faults (any
-    directions), some of them bounding a block (graben / horst); dips go down to 25 deg; 20 % of the faults die
-    out inside the map (the throw fades to zero over 2-12 rows above or below a tip depth, leaving whole rows
-    uncut). Fault planes rarely show a streak: ``eps * 4 u (1 - u)`` for the ramp ``u`` of each fault, ``eps`` ~
-    N(0, 0.4 %) on most maps (a faint +-few m/s ripple), N(0, 1.2 %) on a quarter of them.
-    A: throws 3-12 rows. B: throws 5-20 rows, more second faults and blocks.
+    A fault passes through column ``x0`` at mid-depth (6-64: anywhere across the map, as in the real FlatFault_A
+    maps, whose faults often run close to the left or right edge) with dip ``theta`` (from horizontal, drawn from
+    :data:`_FAULT_DIPS`) towards ``+-x``; everything on one side (either) moves down or up by a throw (whole rows
+    half of the time, any sub-pixel size otherwise), ramping across a thin drag zone (``drag`` px wide). Real
+    FlatFault_A maps move every interface by the same 5-10 rows, and ~40 % of them hold two faults, nearly
+    always of opposite dips and throws (a graben / horst block, often reaching an edge): A draws a block 25 % of
+    the time and two independent faults (any directions) 11 %; 10 % of the faults die out inside the map (the
+    throw fades to zero over 2-12 rows above or below a tip depth, leaving whole rows uncut). Fault planes show a
+    streak: ``eps * 4 u (1 - u)`` for the ramp ``u`` of each fault, ``eps`` ~ N(0, 2 %) on most maps, N(0, 4 %)
+    on a quarter of them, in 3 rows out of 4 (real fault zones carry ~100 pixels per map off the layer values,
+    median 17 m/s off, and leave some rows clean).
+    A: throws 4.5-11 rows. B: throws 5-25 rows, more second faults and blocks.
     """
-    tmin, tmax, p_two, p_block = (5.0, 20.0, 0.2, 0.15) if not hard else (5.0, 25.0, 0.4, 0.25)
+    tmin, tmax, p_two, p_block = (4.5, 11.0, 0.15, 0.25) if not hard else (5.0, 25.0, 0.5, 0.25)
     X, Z = xs.view(1, 1, -1), zs.view(1, -1, 1)
-    dip = torch.deg2rad(_u(g, (n, 2), 25.0, 88.0))
+    lowest, weights = zip(*_FAULT_DIPS, strict=True)
+    pick = torch.multinomial(torch.tensor(weights, device=g.device), 2 * n, replacement=True, generator=g)
+    dip = torch.deg2rad(torch.tensor(lowest, device=g.device)[pick].view(n, 2) + _u(g, (n, 2), 0.0, 10.0))
     lean = _sign(g, (n, 1))
     lean = torch.cat([lean, torch.where(_u(g, (n, 1)) < 0.5, lean, -lean)], 1)  # second fault: any direction
-    x0 = _u(g, (n, 2), 12.0, NX - 12.0)
+    x0 = _u(g, (n, 2), 6.0, NX - 6.0)
     throw = _sign(g, (n, 2)) * _u(g, (n, 2), tmin, tmax)
+    throw = torch.where(_u(g, (n, 2)) < 0.5, throw.round(), throw)  # half the real throws are whole rows
     drag = _u(g, (n, 2), 0.5, 2.0)
     block = _u(g, (n,)) < p_block
     two = (_u(g, (n,)) < p_two) & ~block
-    # block: first fault on the left, second at 12-40 px to its right leaning the other way
-    x0_block = _u(g, (n,), 5.0, NX - 30.0)
-    x0 = torch.where(block[:, None], torch.stack([x0_block, x0_block + _u(g, (n,), 12.0, 40.0)], 1), x0)
+    # block: the two faults lean opposite ways, anywhere across the map (real blocks often reach an edge)
+    x0 = torch.where(block[:, None], x0.sort(1).values, x0)
     lean = torch.where(block[:, None], torch.cat([lean[:, :1], -lean[:, :1]], 1), lean)
     # a fault tip: the throw fades out above (or below) depth z_tip
-    tipped = _u(g, (n, 2)) < 0.2
+    tipped = _u(g, (n, 2)) < 0.1
     z_tip = _u(g, (n, 2), 10.0, 55.0)
     fade = _u(g, (n, 2), 2.0, 12.0)
     upward = _u(g, (n, 2)) < 0.75
@@ -348,9 +360,10 @@ def _faults(
     moved0 = moved0 + other[:, 0] * (1.0 - 2.0 * moved0)
     moved1 = moved1 + other[:, 1] * (two.view(n, 1, 1).float() - 2.0 * moved1)
     shift = throw[:, 0].view(n, 1, 1) * moved0 * taper(0) + throw[:, 1].view(n, 1, 1) * moved1 * taper(1)
-    eps = _normal(g, (n, 2)) * torch.where(_u(g, (n, 1)) < 0.25, 0.012, 0.004)
+    eps = _normal(g, (n, 2)) * torch.where(_u(g, (n, 1)) < 0.25, 0.04, 0.02)
     eps0, eps1 = eps[:, 0].view(n, 1, 1) * taper(0), eps[:, 1].view(n, 1, 1) * has1 * taper(1)
     streak = eps0 * 4 * right0 * (1 - right0) + eps1 * 4 * right1 * (1 - right1)
+    streak = streak * (_u(g, (n, zs.shape[0], 1)) < 0.75)  # patchy: real fault zones leave some rows clean
     return shift, streak
 
 

@@ -232,3 +232,22 @@ def test_flatfault_a_rendering_as_real():
     share_s, share_r = main_step_share(s), main_step_share(r)
     assert np.quantile(share_r, 0.1) < 0.75 and np.quantile(share_s, 0.1) < 0.75
     assert np.median(share_s) == pytest.approx(np.median(share_r), abs=0.08)
+
+
+def test_flatfault_a_throws_as_real():
+    # how far the middle interface moves between the left and the right edge: real FlatFault_A maps move it by
+    # 5-10 rows (no net move in a quarter of them: blocks, or a fault not reaching an edge); the previous
+    # generator's 5-20 row throws gave a median of ~12
+    def edge_offsets(m):
+        out = []
+        for x in m:
+            values, counts = np.unique(x, return_counts=True)
+            layers = np.sort(values[np.argsort(counts)[-4:]])  # the four layer velocities
+            level = (layers[1] + layers[2]) / 2
+            out.append(abs(int((x[:, -1] < level).sum()) - int((x[:, 0] < level).sum())))
+        return np.array(out)
+
+    s, r = edge_offsets(maps("FlatFault_A", 300, 1).numpy()), edge_offsets(real("FlatFault_A"))
+    assert (s == 0).mean() == pytest.approx((r == 0).mean(), abs=0.1)
+    assert np.median(s[s > 0]) == pytest.approx(np.median(r[r > 0]), abs=1.5)
+    assert ((s >= 4) & (s <= 11)).mean() > 0.5
