@@ -2,6 +2,7 @@
 
     python benchmarks/realism.py --real ROOT_OR_FILE [--real ...] [--families F,...] [--n N] [--seed S]
                                  [--half all|even|odd] [--out DIR]
+    python benchmarks/realism.py --speed N [--families F,...] [--seed S]
 
 ``--real`` takes a Kaggle root (``train_samples/<family>/``), a folder of family folders or one family folder
 (found by ``fwi.data``'s layout discovery: ``model/modelN.npy`` or ``velK.npy``, all ten families), or velocity
@@ -23,6 +24,9 @@ and prints one table row:
   nearest other real map; ~0.5 when synthetic maps are as diverse as real ones, lower when they miss kinds of real
   maps (control: the second real half in place of the synthetic maps).
 - **maps/s**: generation rate of ``fwi.synth.generate`` on this machine's CPU.
+
+``--speed N`` only times ``fwi.synth.generate``: N maps of each family (default: all ten), CPU, one thread, after a
+warm-up call; no real maps needed.
 
 ``--out DIR`` writes ``realism.md`` (the table) and ``realism.png`` (real and synthetic maps of each family side
 by side on one colour scale). Needs scikit-learn: ``pip install -e ".[bench]"``.
@@ -330,6 +334,19 @@ def table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def speed_table(families: list[str], n: int, seed: int) -> str:
+    """Markdown table of generation rates (maps/s, CPU, one thread) of ``n`` maps per family."""
+    torch.set_num_threads(1)
+    lines = ["| family | maps | seconds | maps/s |", "|---|---|---|---|"]
+    for fam in families:
+        generate(fam, 8, seed)  # warm-up: first-call allocations
+        start = time.perf_counter()
+        generate(fam, n, seed)
+        seconds = time.perf_counter() - start
+        lines.append(f"| {fam} | {n} | {seconds:.2f} | {n / seconds:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_grid(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, per_row: int = 6) -> None:
     """PNG: per family one row of real maps then one of synthetic maps, one colour scale (m/s)."""
     import matplotlib
@@ -354,7 +371,7 @@ def plot_grid(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, per_r
 @main_guard
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--real", action="append", required=True, metavar="ROOT_OR_FILE",
+    parser.add_argument("--real", action="append", metavar="ROOT_OR_FILE",
                         help="data root / family folder / velocity file, or FAMILY=FILE (repeatable)")
     parser.add_argument("--families", help="comma-separated families (default: every family with real maps)")
     parser.add_argument("--n", type=int, default=500, help="real maps per family, at most (default 500)")
@@ -362,7 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--half", choices=("all", "even", "odd"), default="all",
                         help="keep only the even- or odd-indexed real maps (tune on one, check on the other)")
     parser.add_argument("--out", type=Path, help="folder for realism.md and realism.png")
+    parser.add_argument("--speed", type=int, metavar="N", help="only time the generators: N maps per family")
     args = parser.parse_args(argv)
+    if args.speed is not None:
+        families = args.families.split(",") if args.families else list(FAMILIES)
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown or args.speed < 1:
+            raise FwiError(f"--speed needs N >= 1 and families among {', '.join(FAMILIES)}")
+        print(f"Generation speed, seed {args.seed}; torch {torch.__version__}, CPU, 1 thread\n")
+        print(speed_table(families, args.speed, args.seed))
+        return 0
+    if not args.real:
+        raise FwiError("--real is required (a data root, family folder or velocity file), unless --speed")
     try:
         import sklearn  # noqa: F401
     except ImportError:

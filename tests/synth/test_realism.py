@@ -83,3 +83,15 @@ def test_errors_are_one_line(realism, tmp_path, capsys):
     assert capsys.readouterr().err == f"error: --real {tmp_path / 'nothing'}: no such file or folder\n"
     assert realism.main(["--real", str(root), "--half", "even"]) == 1
     assert capsys.readouterr().err == "error: FlatVel_A: 6 real maps, need at least 10\n"
+    assert realism.main([]) == 1
+    assert capsys.readouterr().err.startswith("error: --real is required (a data root")
+
+
+def test_speed_table(realism, capsys):
+    assert realism.main(["--speed", "16", "--families", "CurveVel_A,FlatFault_A"]) == 0
+    rows = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [r[0].strip() for r in rows[1:]] == ["CurveVel_A", "FlatFault_A"]
+    for r in rows[1:]:
+        assert int(r[1]) == 16 and float(r[3]) > 0
+    assert realism.main(["--speed", "0"]) == 1
+    assert capsys.readouterr().err.startswith("error: --speed needs N >= 1")
