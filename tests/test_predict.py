@@ -232,9 +232,9 @@ def test_cli_config_keys_and_missing_inputs(ckpts, test_dir, capsys, tmp_path):
 
 
 def test_predict_batch_shapes_and_clip(ckpts):
-    members = predict_module.load_ensemble(ckpts, torch.device("cpu"))
+    members = predict_module.load_ensemble(ckpts, torch.device("cpu"), tta="flip")
     x = torch.randn(1, *SEISMIC_SHAPE) * 100
-    pred = predict_module.predict_batch(members, x, tta="flip")
+    pred = predict_module.predict_batch(members, x)
     assert pred.shape == (1, NZ, NX) and pred.dtype == torch.float32
     assert float(pred.min()) >= VMIN and float(pred.max()) <= VMAX
 
@@ -277,11 +277,11 @@ def test_fp16_autocast_runs_the_convolutions_in_half_precision(ckpts, test_dir, 
     seen = []
     real = predict_module.predict_batch
 
-    def spy(members, seismic, **kw):
-        conv = next(m for m in members[0].model.modules() if isinstance(m, torch.nn.Conv2d))
+    def spy(members, seismic):
+        conv = next(m for m in members[0].predictor.model.modules() if isinstance(m, torch.nn.Conv2d))
         handle = conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
         try:
-            return real(members, seismic, **kw)
+            return real(members, seismic)
         finally:
             handle.remove()
 

@@ -15,9 +15,11 @@ import pytest
 import torch
 
 from fwi import engine
-from fwi.checkpoint import load_checkpoint, restore_model
+from fwi.checkpoint import load_checkpoint
 from fwi.config import load_config
+from fwi.data.normalize import Normalizer
 from fwi.errors import FwiError
+from fwi.inference import Predictor
 from fwi.losses import VelocityLoss
 from fwi.models import build_model
 from fwi.train import make_scheduler, train
@@ -39,10 +41,9 @@ def test_run_writes_checkpoint_metrics_and_plots(kaggle_tree, tmp_path):
     assert best == pytest.approx(metrics["val_mae"].min())
     assert {"val_mae_FlatVel_A", "val_mae_CurveFault_A", "train_l1", "lr"} <= set(metrics.columns)
     assert sorted(p.name for p in (run / "plots").iterdir()) == ["epoch_000.png", "epoch_001.png"]
-    model, normalizer, saved_cfg = restore_model(load_checkpoint(run / "best.pt"))
-    assert saved_cfg == cfg and normalizer.mode == "pixel"
-    with torch.no_grad():
-        v = model(normalizer(torch.randn(1, 5, 1000, 70)))
+    predictor, saved_cfg = Predictor.from_checkpoint(run / "best.pt")
+    assert saved_cfg == cfg and predictor.normalizer.mode == "pixel"
+    v = predictor(torch.randn(1, 5, 1000, 70))
     assert v.shape == (1, 1, 70, 70) and 1500 <= v.min() and v.max() <= 4500
 
 
@@ -345,18 +346,17 @@ def test_grad_scaler_skips_an_overflowing_fp16_step(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     before = [p.detach().clone() for p in model.parameters()]
+    learner = Predictor(model, Normalizer("global", np.zeros(()), np.ones(())), amp_dtype=torch.float16)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)  # scaled fp16 gradients overflow
-    state = engine.StepState()
+    state = engine.TrainState(model, opt, sched, scaler)
     with pytest.warns(UserWarning, match="lr_scheduler.step"):  # torch notes the skipped first step
-        engine.train_one_epoch(model, [batch], torch.nn.Identity(), VelocityLoss(), opt, sched, state,
-                               device=torch.device("cpu"), amp_dtype=torch.float16, scaler=scaler, grad_clip=1.0)
+        engine.train_one_epoch(learner, [batch], VelocityLoss(), state, grad_clip=1.0)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # step skipped
     assert scaler.get_scale() == 2.0**99 and state.step == 1
-    scaler = torch.amp.GradScaler("cpu", init_scale=256.0)
-    engine.train_one_epoch(model, [batch], torch.nn.Identity(), VelocityLoss(), opt, sched, state,
-                           device=torch.device("cpu"), amp_dtype=torch.float16, scaler=scaler, grad_clip=1.0)
+    state.scaler = torch.amp.GradScaler("cpu", init_scale=256.0)
+    engine.train_one_epoch(learner, [batch], VelocityLoss(), state, grad_clip=1.0)
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # stepped
-    assert scaler.get_scale() == 256.0
+    assert state.scaler.get_scale() == 256.0
 
 
 @pytest.mark.parametrize(("choice", "note"), [("fp16", "fp16 autocast + GradScaler on cpu"), ("auto", "off on cpu"),
