@@ -44,7 +44,7 @@ def make_checkpoint_state(cfg: Config, model: nn.Module, normalizer: Normalizer,
     """The checkpoint dict :func:`restore_model` reads: resolved config, weights, normalizer buffers.
 
     ``model`` may be wrapped (DDP, torch.compile); ``ema`` is the averaged module (``AveragedModel.module``)
-    or None. ``extra`` adds training state (epoch, step, optimizer, scheduler, history, family_names, ...).
+    or None. ``extra``: more entries (:func:`training_checkpoint` adds the training state this way).
     """
     return {"config": config_to_dict(cfg),
             "model": unwrap(model).state_dict(),
@@ -154,8 +154,8 @@ def restore_training(ckpt: dict[str, Any], state: TrainState, *, source: str | P
     """
     missing = [k for k in TRAINING if k not in ckpt]
     if missing:
-        raise FwiError(f"{source} holds no training state (no {', '.join(missing)}): it cannot be resumed; start a "
-                       "new run with name=<new>")
+        raise FwiError(f"{source} lacks the training state a resume needs (no {', '.join(missing)}): it is an export "
+                       "or was written by an older fwi; start a new run with name=<new>")
     unwrap(state.model).load_state_dict(ckpt["model"])
     if state.ema is not None:
         unwrap(state.ema.module).load_state_dict(ckpt["ema"])

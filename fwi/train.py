@@ -393,9 +393,9 @@ def fit(cfg: Config, ctx: Dist, run_dir: Path, data: Data, state: TrainState, lo
     """The epochs from ``state.epoch + 1`` on: train, validate (the EMA weights, ``train.val_tta``), save, log.
     Returns the best validation MAE (m/s)."""
     amp_dtype = resolve_amp(cfg.train.amp, cfg.train.amp_dtype, ctx.device)
-    learner = Predictor(parallel(state.model, cfg, ctx), data.normalizer, amp_dtype=amp_dtype)
-    judged = Predictor(state.ema.module if state.ema is not None else state.model, data.normalizer,
-                       tta=cfg.train.val_tta, amp_dtype=amp_dtype)
+    learner = Predictor(parallel(state.model, cfg, ctx), data.normalizer, amp_dtype=amp_dtype)  # trained
+    predictor = Predictor(state.ema.module if state.ema is not None else state.model, data.normalizer,
+                          tta=cfg.train.val_tta, amp_dtype=amp_dtype)  # validated: predicts as fwi.predict does
     loss_fn = VelocityLoss.from_config(cfg.loss)
     if verbose:
         print(f"{cfg.model.name}: {count_parameters(state.model) / 1e6:.2f} M parameters; {len(data.train_set)} train"
@@ -412,7 +412,7 @@ def fit(cfg: Config, ctx: Dist, run_dir: Path, data: Data, state: TrainState, lo
         if not math.isfinite(losses["loss"]):
             raise FwiError(f"training diverged: mean loss {losses['loss']} in epoch {epoch + 1}; lower train.lr or "
                            f"check the data ({run_dir / 'last.pt'} holds the last good epoch)")
-        acc, kept = evaluate(judged, data.val_loader, data.train_set.family_names, progress=progress)
+        acc, kept = evaluate(predictor, data.val_loader, data.train_set.family_names, progress=progress)
         maes = reduce_accumulator(acc, ctx).compute()
         val_mae = maes[ALL]
         if not math.isfinite(val_mae):

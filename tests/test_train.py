@@ -73,6 +73,44 @@ def test_resume_after_a_crash_mid_epoch_matches_uninterrupted_run(kaggle_tree, t
         assert resumed[column].to_list() == full[column].to_list(), column
 
 
+def test_checkpoint_stores_the_ema_once_and_an_export_cannot_be_resumed(kaggle_tree, tmp_path):
+    from fwi.export import export
+
+    cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=1", "name=once")
+    train(cfg, progress=False)
+    run = tmp_path / "runs" / "once"
+    state = load_checkpoint(run / "last.pt")
+    assert "ema_state" not in state and state["ema_updates"] == state["step"] == 2  # one EMA update per step
+    n_weights = len(state["model"])
+    n_tensors = sum(isinstance(v, torch.Tensor) for part in ("model", "ema") for v in state[part].values())
+    assert len(state["ema"]) == n_weights and n_tensors == 2 * n_weights  # the raw and the EMA weights, once each
+    export(run / "last.pt", tmp_path / "slim.pt")
+    (run / "last.pt").write_bytes((tmp_path / "slim.pt").read_bytes())
+    with pytest.raises(FwiError, match=rf"^{run / 'last.pt'} lacks the training state a resume needs \(no epoch, step, "
+                                       r"optimizer, scheduler, history, best, ema_updates\): it is an export"):
+        train(cfg, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_validation_scores_what_predict_submits(kaggle_tree, tmp_path, tta):
+    """metrics.csv's val_mae is the MAE of the best checkpoint's Predictor (EMA weights, the same TTA, clipped) on
+    the validation split: the predictions fwi.predict would submit for those samples."""
+    from fwi.data.dataset import SeismicDataset
+    from fwi.metrics import competition_mae
+    from fwi.train import training_manifest
+
+    cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=1", "name=val", f"train.val_tta={tta}")
+    best = train(cfg, progress=False)
+    val = SeismicDataset(training_manifest(cfg), "val")
+    seismic, velocity = (torch.stack([val[i][k] for i in range(len(val))]) for k in (0, 1))
+    scores = {t: competition_mae(Predictor.from_checkpoint(tmp_path / "runs/val/best.pt", tta=t)[0](seismic),
+                                 velocity) for t in ("none", "flip")}
+    assert best == pytest.approx(scores[tta], abs=1e-5)  # float32 round-off of other batch sizes only
+    # The barely trained net hardly sees its input, yet the two TTAs' scores differ by far more than the round-off:
+    # the one validation applied is the one asked for.
+    assert abs(scores["none"] - scores["flip"]) > 1e-3
+
+
 def _run(cfg, run_dir):
     train(cfg, progress=False)
     return run_dir / "metrics.csv"
