@@ -25,6 +25,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -135,6 +136,41 @@ class ChunkedCsvWriter:
         self.oids, self.maps = [], []
 
 
+class MapWriter:
+    """``<folder>/<oid>.npy`` maps written by ``threads`` threads, each file atomically (:func:`fwi.io.save_npy`), so
+    the two fsyncs per file overlap inference instead of adding to it (one file at a time made ~120 files/s on this
+    project's CPU machine, 8 threads ~10 times as many). ``folder`` None: writes nothing. A failed write (a full
+    disk) is raised by a later :meth:`add` or on leaving the ``with`` block."""
+
+    def __init__(self, folder: Path | None, threads: int = 8):
+        self.folder = folder
+        self.pool = ThreadPoolExecutor(threads) if folder is not None else None
+        self.pending: list[Future] = []
+
+    def add(self, oids: Sequence[str], maps: np.ndarray) -> None:
+        """Queue ``maps`` ``[N, 70, 70]`` (m/s) of test files ``oids``."""
+        if self.pool is None:
+            return
+        running = []
+        for future in self.pending:
+            if future.done():
+                future.result()  # re-raises the write's error
+            else:
+                running.append(future)
+        self.pending = running + [self.pool.submit(save_npy, self.folder / f"{oid}.npy", m)
+                                  for oid, m in zip(oids, maps, strict=True)]
+
+    def __enter__(self) -> MapWriter:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            if kind is None:
+                for future in self.pending:
+                    future.result()
+
+
 # -------------------------------------------------------------------------------------------- predict
 
 
@@ -217,8 +253,8 @@ def predict(
     n_good = 0
     started = time.monotonic()
     with atomic_path(out) as tmp:
-        with open(tmp, "wb") as f, tqdm(total=len(dataset), desc="predict", unit="sample", disable=not progress,
-                                         dynamic_ncols=True) as bar:
+        with open(tmp, "wb") as f, MapWriter(save_maps) as maps_out, tqdm(
+                total=len(dataset), desc="predict", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
             writer = ChunkedCsvWriter(f, chunk_files=chunk_files, float_precision=float_precision)
             for oids, seismic, errors in loader:
                 ok = [not e for e in errors]
@@ -241,9 +277,7 @@ def predict(
                     good_sum += pred.double().sum(0)
                     n_good += len(oids)
                     writer.add(oids, pred.numpy())
-                    if save_maps is not None:
-                        for oid, velocity in zip(oids, pred.numpy(), strict=True):
-                            save_npy(save_maps / f"{oid}.npy", velocity)
+                    maps_out.add(oids, pred.numpy())
                 bar.update(len(ok))
             if bad:
                 if n_good == 0:

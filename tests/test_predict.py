@@ -18,6 +18,7 @@ from fwi import predict as predict_module
 from fwi.checkpoint import load_checkpoint, make_checkpoint_state, restore_model, save_checkpoint
 from fwi.config import load_config
 from fwi.data.normalize import Normalizer
+from fwi.inference import Predictor
 from fwi.models import build_model
 from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
 from fwi.predict import main, predict
@@ -46,7 +47,7 @@ def make_checkpoint(path: Path, seed: int) -> Path:
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # cumulative average
     with torch.no_grad():
-        model.train()(normalizer(torch.randn(2, *SEISMIC_SHAPE)))
+        Predictor(model, normalizer).train().single_pass(torch.randn(2, *SEISMIC_SHAPE))
     model.eval()
     save_checkpoint(path, make_checkpoint_state(cfg, model, normalizer))
     return path
@@ -80,7 +81,8 @@ def reference(ckpt: Path, test_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Independent reference for one checkpoint: ``(direct, flipped back)``, each ``[len(OIDS), 70, 70]`` m/s.
 
     ``direct`` = model(normalizer(x)); ``flipped back`` = the prediction for the survey flipped with numpy
-    (source order and receivers reversed), reversed along x. Cached per (checkpoint, folder).
+    (source order and receivers reversed), reversed along x. Wired by hand on purpose, sharing no code with
+    fwi.inference.Predictor, which fwi.predict runs. Cached per (checkpoint, folder).
     """
     key = (str(ckpt), str(test_dir))
     if key not in _REFERENCE:

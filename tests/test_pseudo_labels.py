@@ -86,6 +86,22 @@ def test_save_maps_folder_is_checked_before_predicting(tmp_path):
     assert sorted(p.name for p in held.iterdir()) == ["0000000001.npy", "old.npy"]
 
 
+def test_a_failed_map_write_fails_the_run_and_leaves_no_csv(tmp_path, monkeypatch):
+    from fwi import predict as predict_module
+
+    def full_disk(path, array):
+        raise FwiError(f"no space left on the device of {path} while writing it")
+
+    monkeypatch.setattr(predict_module, "save_npy", full_disk)
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    np.save(test_dir / "0000000001.npy", np.zeros((5, 1000, 70), np.float32))
+    with pytest.raises(FwiError, match=r"^no space left on the device of .*maps/0000000001.npy while writing it$"):
+        predict([make_checkpoint(tmp_path / "a.pt", 1)], test_dir, tmp_path / "s.csv", device="cpu", workers=0,
+                progress=False, save_maps=tmp_path / "maps")
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_a_folder_of_bad_maps_names_the_file(tmp_path, capsys):
     maps = tmp_path / "maps"
     maps.mkdir()
