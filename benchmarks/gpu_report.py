@@ -45,6 +45,7 @@ DATA = ROOT / "tests" / "data"
 TRAIN_CONFIGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("configs/inversionnet.yaml", ()),
     ("configs/convnext_unet.yaml", ()),
+    ("configs/caformer_unet.yaml", ()),
 )
 """Configs of the training and predict stages: (YAML file relative to the repository, overrides).
 A new GPU config is one more line."""
@@ -58,7 +59,7 @@ costs about a minute per row on a GPU, so only bf16 (the GPU configs' precision)
 
 SMOKE_MODEL_OVERRIDES: dict[str, tuple[str, ...]] = {
     "inversionnet": ("model.width=4",),
-    "timm_unet": ("model.encoder=resnet10t", "model.input_size=[64, 32]", "model.decoder_channels=[16, 8]"),
+    "timm_unet": ("model.encoder=resnet10t", "model.decoder_channels=[8, 8, 8, 8]"),
 }
 """Toy models for ``--smoke``, by model name."""
 
@@ -351,12 +352,14 @@ def load_train_config(path: str, overrides: tuple[str, ...], sizes: Sizes):
 
 
 def make_train_step(cfg, device, precision: str, compile: bool, channels_last: bool, compile_backend: str):
-    """One optimizer step ``step(seismic, velocity)`` of ``cfg``'s model, as :mod:`fwi.engine` runs it, with
-    fp16 (autocast + GradScaler), bf16 (autocast) or fp32; normalization by a unit :class:`Normalizer`."""
+    """One optimizer step ``step(seismic, velocity)`` of ``cfg``'s model, as :mod:`fwi.engine` runs it (the forward
+    of a :class:`fwi.inference.Predictor`), with fp16 (autocast + GradScaler), bf16 (autocast) or fp32;
+    normalization by a unit :class:`Normalizer`."""
     import torch
     from torch import nn
 
     from fwi.data.normalize import Normalizer
+    from fwi.inference import Predictor
     from fwi.losses import VelocityLoss
     from fwi.models import build_model
 
@@ -364,16 +367,14 @@ def make_train_step(cfg, device, precision: str, compile: bool, channels_last: b
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model, backend=compile_backend) if compile else model
-    normalizer = Normalizer("global", np.zeros(()), np.ones(())).to(device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    learner = Predictor(net, Normalizer("global", np.zeros(()), np.ones(())).to(device), amp_dtype=dtype)
     loss_fn = VelocityLoss.from_config(cfg.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     def step(seismic, velocity) -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            pred = net(normalizer(seismic))
-        loss, _ = loss_fn(pred, velocity, seismic, 0)
+        loss, _ = loss_fn(learner.single_pass(seismic), velocity, seismic, 0)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -457,10 +458,11 @@ def write_test_files(folder: Path, n: int) -> None:
 def stage_predict(ctx: Context) -> None:
     import torch
 
-    from fwi.checkpoint import load_checkpoint, make_checkpoint_state, restore_model, save_checkpoint
+    from fwi.checkpoint import make_checkpoint_state, save_checkpoint
     from fwi.data.normalize import Normalizer
+    from fwi.engine import resolve_amp
     from fwi.models import build_model
-    from fwi.predict import Member, predict, predict_batch
+    from fwi.predict import load_ensemble, predict, predict_batch
 
     s, rows = ctx.sizes, []
     workers = 0 if ctx.device.type == "cpu" else min(8, os.cpu_count() or 1)
@@ -473,14 +475,13 @@ def stage_predict(ctx: Context) -> None:
             save_checkpoint(ckpt, make_checkpoint_state(cfg, build_model(cfg.model), Normalizer(
                 "global", np.zeros(()), np.ones(()))))
             t0 = time.perf_counter()
-            predict([ckpt], test_dir, Path(tmp) / "submission.csv", batch_size=s.predict_batch, device=str(ctx.device),
+            predict([ckpt], test_dir, ckpt.with_suffix(".csv"), batch_size=s.predict_batch, device=str(ctx.device),
                     workers=workers, tta="flip", progress=False)
             end_to_end = s.predict_files / (time.perf_counter() - t0)
-            model, normalizer, mcfg = restore_model(load_checkpoint(ckpt))
-            members = [Member(ckpt, model.to(ctx.device), normalizer.to(ctx.device), mcfg)]
+            # predict's defaults: flip TTA, amp_dtype auto (bf16 on an H100)
+            members = load_ensemble([ckpt], ctx.device, tta="flip", amp_dtype=resolve_amp(True, "auto", ctx.device))
             seismic = torch.randn(s.predict_batch, 5, 1000, 70, device=ctx.device)
-            t, _ = seconds(lambda members=members, seismic=seismic: predict_batch(members, seismic, tta="flip"),
-                           ctx.device, s)
+            t, _ = seconds(lambda members=members, seismic=seismic: predict_batch(members, seismic), ctx.device, s)
             model_only = s.predict_batch / t
             rows.append([Path(path).stem, s.predict_files, end_to_end, model_only, f"{end_to_end / model_only:.0%}",
                          65818 / end_to_end / 60])

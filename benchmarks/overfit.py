@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from fwi.config import load_config
 from fwi.data.normalize import Normalizer, accumulate_stats
+from fwi.inference import Predictor
 from fwi.models import build_model
 from fwi.models.registry import count_parameters, to_velocity
 from fwi.models.timm_unet import TimmUNet
@@ -94,24 +95,24 @@ def probe_data(n: int, cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
             torch.from_numpy(np.load(family / "data" / "data1.npy")))
 
 
-def train_probe(model: torch.nn.Module, cfg, seismic: torch.Tensor, velocity: torch.Tensor, steps: int,
+def train_probe(learner: Predictor, cfg, seismic: torch.Tensor, velocity: torch.Tensor, steps: int,
                 checkpoints: list[int]) -> tuple[list[float], float]:
-    """Full-batch AdamW steps; training MAE (m/s, eval mode) after each step in ``checkpoints``; s/step."""
+    """Full-batch AdamW steps of ``learner``'s network on raw ``seismic``; training MAE (m/s, eval mode) after each
+    step in ``checkpoints``; s/step."""
+    model = learner.model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=0.0)
     sched = make_scheduler(opt, cfg.train, steps)
     maes, t0 = [], time.monotonic()
     for step in range(1, steps + 1):
-        model.train()
-        loss = F.l1_loss(velocity_to_unit(model(seismic)), velocity_to_unit(velocity))
+        learner.train()
+        loss = F.l1_loss(velocity_to_unit(learner.single_pass(seismic)), velocity_to_unit(velocity))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         if step in checkpoints:
-            model.eval()
-            with torch.no_grad():
-                maes.append(float((model(seismic) - velocity).abs().mean()))
+            maes.append(float((learner.eval()(seismic) - velocity).abs().mean()))
     return maes, (time.monotonic() - t0) / steps
 
 
@@ -133,7 +134,6 @@ def main() -> None:
 
     velocity, seismic = probe_data(args.maps, args.cache_dir)
     normalizer = Normalizer.from_stats("pixel", accumulate_stats([seismic.numpy()]))
-    x = normalizer(seismic)
     checkpoints = sorted({max(1, args.steps // 4), max(1, args.steps // 2), args.steps})
     only = set(args.only.split(",")) if args.only else None
     print(f"\nTraining MAE (m/s) on {args.maps} real CurveVel_A maps after "
@@ -151,7 +151,7 @@ def main() -> None:
         model = cls(m.encoder, tuple(m.decoder_channels)) if cls else build_model(m)
         layout = "288x72 resize" if cls is OldHead else getattr(m, "layout", "")
         what = f"{m.encoder}, {layout}" if m.name == "timm_unet" else f"inversionnet width {m.width}"
-        maes, per_step = train_probe(model, cfg, x, velocity, args.steps, checkpoints)
+        maes, per_step = train_probe(Predictor(model, normalizer), cfg, seismic, velocity, args.steps, checkpoints)
         print(f"| {label} | {what} | {grid} | {count_parameters(model) / 1e6:.1f} M | "
               + " | ".join(f"{v:.1f}" for v in maes) + f" | {per_step:.2f} |", flush=True)
 

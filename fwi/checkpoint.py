@@ -1,5 +1,8 @@
-"""Checkpoints: one file holds the resolved config, the weights (raw and EMA), the normalization
-buffers, the optimizer/scheduler state and the metrics history. One loader serves train and predict.
+"""Checkpoints: the format, both ways. One file holds the resolved config, the weights (raw and EMA), the
+normalization buffers and, in a training checkpoint, the optimizer, scheduler and loss-scaler state, the EMA's
+update count and the metrics history. :func:`make_checkpoint_state` and :func:`restore_model` write and read
+what inference needs; :func:`training_checkpoint` and :func:`restore_training` add what a resumed run needs.
+One loader serves train and predict.
 
 Everything saved is tensors and plain values (dicts, lists, str, numbers, None), so every checkpoint loads
 with ``torch.load(..., weights_only=True)``: a file holding any other Python object is refused before any of
@@ -12,7 +15,7 @@ import pickle
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
@@ -23,6 +26,9 @@ from fwi.data.normalize import Normalizer
 from fwi.errors import FwiError
 from fwi.io import atomic_path
 from fwi.models import build_model
+
+if TYPE_CHECKING:
+    from fwi.engine import TrainState
 
 FORMAT_VERSION = 1
 
@@ -38,7 +44,7 @@ def make_checkpoint_state(cfg: Config, model: nn.Module, normalizer: Normalizer,
     """The checkpoint dict :func:`restore_model` reads: resolved config, weights, normalizer buffers.
 
     ``model`` may be wrapped (DDP, torch.compile); ``ema`` is the averaged module (``AveragedModel.module``)
-    or None. ``extra`` adds training state (epoch, step, optimizer, scheduler, history, family_names, ...).
+    or None. ``extra``: more entries (:func:`training_checkpoint` adds the training state this way).
     """
     return {"config": config_to_dict(cfg),
             "model": unwrap(model).state_dict(),
@@ -48,8 +54,25 @@ def make_checkpoint_state(cfg: Config, model: nn.Module, normalizer: Normalizer,
             **extra}
 
 
+def training_checkpoint(cfg: Config, normalizer: Normalizer, state: TrainState, *,
+                        family_names: list[str]) -> dict[str, Any]:
+    """The checkpoint of a training run after ``state.epoch``: :func:`make_checkpoint_state` plus what
+    :func:`restore_training` needs to go on exactly where the run stopped.
+
+    The EMA weights are stored once, as ``ema`` (what predict uses), with the EMA's update count beside them.
+    """
+    ema = state.ema
+    return make_checkpoint_state(
+        cfg, state.model, normalizer, ema=ema.module if ema is not None else None,
+        ema_updates=int(ema.n_averaged) if ema is not None else None, optimizer=state.optimizer.state_dict(),
+        scheduler=state.scheduler.state_dict(), scaler=state.scaler.state_dict() if state.scaler.is_enabled() else None,
+        epoch=state.epoch, step=state.step, history=state.history, best=state.best, family_names=family_names)
+
+
 REQUIRED = ("config", "model", "normalizer_mode", "normalizer")
-"""Keys every checkpoint has (training checkpoints add epoch, step, optimizer, scheduler, history, ...)."""
+"""Keys every checkpoint has."""
+TRAINING = ("epoch", "step", "optimizer", "scheduler", "history", "best", "ema_updates")
+"""Keys a training checkpoint adds (:func:`training_checkpoint`)."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -121,3 +144,24 @@ def restore_model(state: dict[str, Any], *, use_ema: bool = True,
         raise FwiError(f"{source}: its weights do not fit its model config ({first})") from None
     normalizer = Normalizer(state["normalizer_mode"], state["normalizer"]["mean"], state["normalizer"]["std"])
     return model.eval(), normalizer.eval(), cfg
+
+
+def restore_training(ckpt: dict[str, Any], state: TrainState, *, source: str | Path = "checkpoint") -> None:
+    """Load a training checkpoint into freshly built training objects ``state`` (same config): raw and EMA
+    weights, optimizer, scheduler, loss scaler, step, epoch, history and best score.
+
+    A checkpoint without training state (an export, or one of an older format) is a one-line :class:`FwiError`.
+    """
+    missing = [k for k in TRAINING if k not in ckpt]
+    if missing:
+        raise FwiError(f"{source} lacks the training state a resume needs (no {', '.join(missing)}): it is an export "
+                       "or was written by an older fwi; start a new run with name=<new>")
+    unwrap(state.model).load_state_dict(ckpt["model"])
+    if state.ema is not None:
+        unwrap(state.ema.module).load_state_dict(ckpt["ema"])
+        state.ema.n_averaged.fill_(ckpt["ema_updates"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    if state.scaler.is_enabled() and ckpt.get("scaler") is not None:
+        state.scaler.load_state_dict(ckpt["scaler"])
+    state.step, state.epoch, state.history, state.best = ckpt["step"], ckpt["epoch"], ckpt["history"], ckpt["best"]

@@ -91,8 +91,13 @@ class DataConfig(Section):
         "split by sample, and a one-line note says so.")
     test_dir: Path | None = Field(None, description="Folder of test files <oid>.npy (Kaggle's test/).")
     extra_roots: list[Path] = Field(
-        [], description="More training trees mixed in (e.g. written by python -m fwi.synth), each split by the same "
-        "rules; with data.root null they are added to the cached synthetic tree.")
+        [], description="More training trees mixed in (e.g. written by python -m fwi.synth: pseudo-labelled test "
+        "maps, re-simulated copies of training maps); with data.root null they are added to the cached synthetic "
+        "tree. Training data only, unless data.validate_extra_roots.")
+    validate_extra_roots: bool = Field(
+        False, description="Also hold out part of data.extra_roots for validation, split by the same rules. Off, "
+        "the validation score is measured on data.root alone: pseudo-labels would score agreement with an earlier "
+        "model, and re-simulated copies of training maps are not held-out data.")
 
 
 class SynthConfig(Section):
@@ -225,6 +230,10 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (null: no clipping).")
     accumulate: int = Field(1, ge=1, description="Batches accumulated per optimizer step.")
     ema_decay: float | None = Field(0.99, gt=0, lt=1, description="EMA of weights used for validation (null: off).")
+    val_tta: Literal["none", "flip"] = Field(
+        "none", description="Test-time augmentation of validation, as predict.tta does it (flip: the mean of the "
+        "direct and the flipped-back prediction of the mirrored survey), so the validation score is the score of "
+        "what predict submits; flip doubles the validation time.")
     amp: bool = Field(True, description="Mixed precision (autocast) for training and validation; see amp_dtype.")
     amp_dtype: Literal["auto", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on GPUs with native bf16 (A100, H100, RTX 30xx+), else fp16 with a "
@@ -267,6 +276,9 @@ class PredictConfig(Section):
         "(receivers and source order reversed), flip that prediction back along x and average.")
     out: Path | None = Field(None, description="Submission CSV to write (null: submissions/<run>.csv, <run> the "
                              "checkpoints' run names joined by '+'); an existing file needs --force.")
+    save_maps: Path | None = Field(
+        None, description="Also write every good test file's full 70x70 prediction to <save_maps>/<oid>.npy (float32 "
+        "m/s): pseudo-labels for python -m fwi.synth --velocity <save_maps>, or the start of python -m fwi.refine.")
     skip_bad: bool = Field(
         False, description="Unreadable or malformed test files get the fallback prediction (the mean map "
         "of all good files' predictions) and are listed at the end, instead of stopping the run.")

@@ -33,7 +33,7 @@ def test_override_value_types_are_parsed_as_yaml():
     ("overrides", "message"),
     [
         (["data.rooot=1"], "unknown config key 'data.rooot': 'rooot' is not in data; valid keys: root, families, "
-                           "val_fraction, split_seed, split_by, test_dir, extra_roots"),
+                           "val_fraction, split_seed, split_by, test_dir, extra_roots, validate_extra_roots"),
         (["dta.root=1"], "unknown config key 'dta.root': 'dta' is not in the top level; valid keys: name, seed, data, "
                          "synth, normalize, augment, model, loss, train, predict, refine, tune"),
         (["data.val_fraction=abc"], "config key 'data.val_fraction' in overrides: Value error, must be a number, not "
@@ -89,7 +89,7 @@ def test_unknown_key_in_file_names_file_and_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == (f"unknown config key 'data.rot' in {path}; valid keys: root, families, "
-                               "val_fraction, split_seed, split_by, test_dir, extra_roots")
+                               "val_fraction, split_seed, split_by, test_dir, extra_roots, validate_extra_roots")
 
 
 def test_missing_and_malformed_files(tmp_path):
@@ -146,7 +146,7 @@ def test_cli_print_config_and_error_exit():
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
         "error: unknown config key 'data.nope': 'nope' is not in data; valid keys: root, families, val_fraction, "
-        "split_seed, split_by, test_dir, extra_roots"
+        "split_seed, split_by, test_dir, extra_roots, validate_extra_roots"
     ]
 
 

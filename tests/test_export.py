@@ -12,6 +12,7 @@ from fwi.checkpoint import load_checkpoint, make_checkpoint_state, restore_model
 from fwi.config import load_config
 from fwi.data.normalize import Normalizer
 from fwi.export import main
+from fwi.inference import Predictor
 from fwi.models import build_model
 from fwi.physics.acquisition import SEISMIC_SHAPE
 
@@ -53,8 +54,7 @@ def test_slim_checkpoint_predicts_like_the_ema_of_the_original(training_checkpoi
                            (load_checkpoint(training_checkpoint), False)):
         model, normalizer, cfg = restore_model(state, use_ema=use_ema)
         assert cfg.name == "quick"
-        with torch.no_grad():
-            outputs.append(model(normalizer(x)))
+        outputs.append(Predictor(model, normalizer)(x))
     assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
 
 

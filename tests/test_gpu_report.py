@@ -55,11 +55,11 @@ def test_smoke_run_prints_every_table(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from gpu_report import TRAIN_VARIANTS
 
-    for config in ("inversionnet", "convnext_unet"):
+    for config in ("inversionnet", "convnext_unet", "caformer_unet"):
         measured = {(r["precision"], r["compile"], r["channels_last"]) for r in training if r["config"] == config}
         assert {(p, str(c), str(cl)) for p, c, cl in TRAIN_VARIANTS} <= measured
     assert all(float(r["steps/s"]) > 0 for r in training)
     assert {r["config"] for r in found["Training step: on-the-fly simulated batches vs model only"]} == {
-        "inversionnet", "convnext_unet"}
+        "inversionnet", "convnext_unet", "caformer_unet"}
     assert all(r["test files"] == "4" for r in found["Predict (flip TTA)"])
     assert float(found["Refinement"][0]["sample-steps/s"]) > 0

@@ -18,6 +18,7 @@ from fwi import predict as predict_module
 from fwi.checkpoint import load_checkpoint, make_checkpoint_state, restore_model, save_checkpoint
 from fwi.config import load_config
 from fwi.data.normalize import Normalizer
+from fwi.inference import Predictor
 from fwi.models import build_model
 from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
 from fwi.predict import main, predict
@@ -46,7 +47,7 @@ def make_checkpoint(path: Path, seed: int) -> Path:
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # cumulative average
     with torch.no_grad():
-        model.train()(normalizer(torch.randn(2, *SEISMIC_SHAPE)))
+        Predictor(model, normalizer).train().single_pass(torch.randn(2, *SEISMIC_SHAPE))
     model.eval()
     save_checkpoint(path, make_checkpoint_state(cfg, model, normalizer))
     return path
@@ -80,7 +81,8 @@ def reference(ckpt: Path, test_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Independent reference for one checkpoint: ``(direct, flipped back)``, each ``[len(OIDS), 70, 70]`` m/s.
 
     ``direct`` = model(normalizer(x)); ``flipped back`` = the prediction for the survey flipped with numpy
-    (source order and receivers reversed), reversed along x. Cached per (checkpoint, folder).
+    (source order and receivers reversed), reversed along x. Wired by hand on purpose, sharing no code with
+    fwi.inference.Predictor, which fwi.predict runs. Cached per (checkpoint, folder).
     """
     key = (str(ckpt), str(test_dir))
     if key not in _REFERENCE:
@@ -232,9 +234,9 @@ def test_cli_config_keys_and_missing_inputs(ckpts, test_dir, capsys, tmp_path):
 
 
 def test_predict_batch_shapes_and_clip(ckpts):
-    members = predict_module.load_ensemble(ckpts, torch.device("cpu"))
+    members = predict_module.load_ensemble(ckpts, torch.device("cpu"), tta="flip")
     x = torch.randn(1, *SEISMIC_SHAPE) * 100
-    pred = predict_module.predict_batch(members, x, tta="flip")
+    pred = predict_module.predict_batch(members, x)
     assert pred.shape == (1, NZ, NX) and pred.dtype == torch.float32
     assert float(pred.min()) >= VMIN and float(pred.max()) <= VMAX
 
@@ -277,11 +279,11 @@ def test_fp16_autocast_runs_the_convolutions_in_half_precision(ckpts, test_dir, 
     seen = []
     real = predict_module.predict_batch
 
-    def spy(members, seismic, **kw):
-        conv = next(m for m in members[0].model.modules() if isinstance(m, torch.nn.Conv2d))
+    def spy(members, seismic):
+        conv = next(m for m in members[0].predictor.model.modules() if isinstance(m, torch.nn.Conv2d))
         handle = conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
         try:
-            return real(members, seismic, **kw)
+            return real(members, seismic)
         finally:
             handle.remove()
 

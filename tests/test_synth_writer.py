@@ -157,8 +157,8 @@ def test_bad_shard_flag_is_a_one_line_error(tmp_path, capsys, shard, message):
     [
         (np.full((2, 70, 70), 1000.0, np.float32), "velocity must lie in [1500, 4500] m/s, found min 1000 max 1000"),
         (np.full((2, 1, 70, 70), np.nan, np.float32), "velocity contains NaN or Inf"),
-        (np.full((2, 60, 70), 2000.0, np.float32), "velocity must have shape (N, 1, 70, 70) or (N, 70, 70), got "
-                                                  "(2, 60, 70)"),
+        (np.full((2, 60, 70), 2000.0, np.float32), "velocity must have shape (N, 1, 70, 70), (N, 70, 70) or (70, 70), "
+                                                  "got (2, 60, 70)"),
     ],
 )
 def test_bad_velocity_input_is_a_one_line_error(tmp_path, array, message):

@@ -15,9 +15,11 @@ import pytest
 import torch
 
 from fwi import engine
-from fwi.checkpoint import load_checkpoint, restore_model
+from fwi.checkpoint import load_checkpoint
 from fwi.config import load_config
+from fwi.data.normalize import Normalizer
 from fwi.errors import FwiError
+from fwi.inference import Predictor
 from fwi.losses import VelocityLoss
 from fwi.models import build_model
 from fwi.train import make_scheduler, train
@@ -39,10 +41,9 @@ def test_run_writes_checkpoint_metrics_and_plots(kaggle_tree, tmp_path):
     assert best == pytest.approx(metrics["val_mae"].min())
     assert {"val_mae_FlatVel_A", "val_mae_CurveFault_A", "train_l1", "lr"} <= set(metrics.columns)
     assert sorted(p.name for p in (run / "plots").iterdir()) == ["epoch_000.png", "epoch_001.png"]
-    model, normalizer, saved_cfg = restore_model(load_checkpoint(run / "best.pt"))
-    assert saved_cfg == cfg and normalizer.mode == "pixel"
-    with torch.no_grad():
-        v = model(normalizer(torch.randn(1, 5, 1000, 70)))
+    predictor, saved_cfg = Predictor.from_checkpoint(run / "best.pt")
+    assert saved_cfg == cfg and predictor.normalizer.mode == "pixel"
+    v = predictor(torch.randn(1, 5, 1000, 70))
     assert v.shape == (1, 1, 70, 70) and 1500 <= v.min() and v.max() <= 4500
 
 
@@ -70,6 +71,44 @@ def test_resume_after_a_crash_mid_epoch_matches_uninterrupted_run(kaggle_tree, t
     assert resumed["epoch"].to_list() == [0, 1, 2]
     for column in ("val_mae", "train_loss", "lr", "step"):
         assert resumed[column].to_list() == full[column].to_list(), column
+
+
+def test_checkpoint_stores_the_ema_once_and_an_export_cannot_be_resumed(kaggle_tree, tmp_path):
+    from fwi.export import export
+
+    cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=1", "name=once")
+    train(cfg, progress=False)
+    run = tmp_path / "runs" / "once"
+    state = load_checkpoint(run / "last.pt")
+    assert "ema_state" not in state and state["ema_updates"] == state["step"] == 2  # one EMA update per step
+    n_weights = len(state["model"])
+    n_tensors = sum(isinstance(v, torch.Tensor) for part in ("model", "ema") for v in state[part].values())
+    assert len(state["ema"]) == n_weights and n_tensors == 2 * n_weights  # the raw and the EMA weights, once each
+    export(run / "last.pt", tmp_path / "slim.pt")
+    (run / "last.pt").write_bytes((tmp_path / "slim.pt").read_bytes())
+    with pytest.raises(FwiError, match=rf"^{run / 'last.pt'} lacks the training state a resume needs \(no epoch, step, "
+                                       r"optimizer, scheduler, history, best, ema_updates\): it is an export"):
+        train(cfg, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_validation_scores_what_predict_submits(kaggle_tree, tmp_path, tta):
+    """metrics.csv's val_mae is the MAE of the best checkpoint's Predictor (EMA weights, the same TTA, clipped) on
+    the validation split: the predictions fwi.predict would submit for those samples."""
+    from fwi.data.dataset import SeismicDataset
+    from fwi.metrics import competition_mae
+    from fwi.train import training_manifest
+
+    cfg = tiny_cfg(kaggle_tree, tmp_path, "train.epochs=1", "name=val", f"train.val_tta={tta}")
+    best = train(cfg, progress=False)
+    val = SeismicDataset(training_manifest(cfg), "val")
+    seismic, velocity = (torch.stack([val[i][k] for i in range(len(val))]) for k in (0, 1))
+    scores = {t: competition_mae(Predictor.from_checkpoint(tmp_path / "runs/val/best.pt", tta=t)[0](seismic),
+                                 velocity) for t in ("none", "flip")}
+    assert best == pytest.approx(scores[tta], abs=1e-5)  # float32 round-off of other batch sizes only
+    # The barely trained net hardly sees its input, yet the two TTAs' scores differ by far more than the round-off:
+    # the one validation applied is the one asked for.
+    assert abs(scores["none"] - scores["flip"]) > 1e-3
 
 
 def _run(cfg, run_dir):
@@ -345,18 +384,17 @@ def test_grad_scaler_skips_an_overflowing_fp16_step(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     before = [p.detach().clone() for p in model.parameters()]
+    learner = Predictor(model, Normalizer("global", np.zeros(()), np.ones(())), amp_dtype=torch.float16)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)  # scaled fp16 gradients overflow
-    state = engine.StepState()
+    state = engine.TrainState(model, opt, sched, scaler)
     with pytest.warns(UserWarning, match="lr_scheduler.step"):  # torch notes the skipped first step
-        engine.train_one_epoch(model, [batch], torch.nn.Identity(), VelocityLoss(), opt, sched, state,
-                               device=torch.device("cpu"), amp_dtype=torch.float16, scaler=scaler, grad_clip=1.0)
+        engine.train_one_epoch(learner, [batch], VelocityLoss(), state, grad_clip=1.0)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # step skipped
     assert scaler.get_scale() == 2.0**99 and state.step == 1
-    scaler = torch.amp.GradScaler("cpu", init_scale=256.0)
-    engine.train_one_epoch(model, [batch], torch.nn.Identity(), VelocityLoss(), opt, sched, state,
-                           device=torch.device("cpu"), amp_dtype=torch.float16, scaler=scaler, grad_clip=1.0)
+    state.scaler = torch.amp.GradScaler("cpu", init_scale=256.0)
+    engine.train_one_epoch(learner, [batch], VelocityLoss(), state, grad_clip=1.0)
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # stepped
-    assert scaler.get_scale() == 256.0
+    assert state.scaler.get_scale() == 256.0
 
 
 @pytest.mark.parametrize(("choice", "note"), [("fp16", "fp16 autocast + GradScaler on cpu"), ("auto", "off on cpu"),

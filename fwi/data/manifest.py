@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fwi.data.layout import Family, discover_families
+from fwi.data.layout import Family, discover_families, find_family_dirs
 
 MANIFEST_SCHEMA = {
     "family": pl.String,
@@ -112,18 +112,23 @@ def build_manifest(
     families: Sequence[str] | None = None,
     check_values: bool = False,
     split_by: str = "file",
+    train_only: Sequence[str | Path] = (),
 ) -> pl.DataFrame:
     """Discover and validate the training files under ``root`` and list every sample with its split.
 
     ``root``: Kaggle root, folder of family folders, or one family folder, or a list of them (their
-    samples are pooled; each family's files are split by the usual rules). ``families``: keep only these
-    (unknown names raise :class:`~fwi.errors.DataError` listing the found ones). ``check_values``: also
-    scan all seismic data for NaN/Inf (slow). Velocities are always checked for NaN/Inf and range.
-    Deterministic for a given ``seed``.
+    samples are pooled; each family's files are split by the usual rules). ``train_only``: more roots whose
+    samples all go to train. ``families``: keep only these, wherever they are found (unknown names raise
+    :class:`~fwi.errors.DataError` listing the found ones). ``check_values``: also scan all seismic data for
+    NaN/Inf (slow). Velocities are always checked for NaN/Inf and range. Deterministic for a given ``seed``.
     """
     n_val_files(2, val_fraction)  # reject a bad fraction before scanning any file
-    found = discover_families(root, families=families, check_values=check_values)
-    return manifest_from_families(found, val_fraction=val_fraction, seed=seed, split_by=split_by)
+    roots = [root] if isinstance(root, str | Path) else list(root)
+    found = discover_families([*roots, *train_only], families=families, check_values=check_values)
+    extra = {d for r in train_only for d in find_family_dirs(r)}
+    split = manifest_from_families([f for f in found if f.path not in extra], val_fraction=val_fraction, seed=seed,
+                                   split_by=split_by)
+    return pl.concat([split, manifest_from_families([f for f in found if f.path in extra], val_fraction=0.0)])
 
 
 def split_summary(manifest: pl.DataFrame) -> pl.DataFrame:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from fwi.flip import flip_velocity
 from fwi.physics.acquisition import VMAX, VMIN
 
 
@@ -105,8 +106,9 @@ def _identity_grid(b: int, h: int, w: int, device) -> torch.Tensor:
 
 
 def flip_lr(maps: torch.Tensor) -> torch.Tensor:
-    """Mirror ``[B, NZ, NX]`` maps left-right (x -> NX-1-x). Exact and its own inverse."""
-    return maps.flip(-1)
+    """Mirror ``[B, NZ, NX]`` maps left-right (x -> NX-1-x): the survey flip of :mod:`fwi.flip`, shared with training
+    augmentation and TTA. Exact and its own inverse."""
+    return flip_velocity(maps)
 
 
 def affine_warp(

@@ -19,7 +19,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from fwi.io import atomic_path, save_npy, save_text
 from fwi.physics.acquisition import DEFAULT, SEISMIC_SHAPE, VELOCITY_SHAPE, VMAX, VMIN, Acquisition
 from fwi.physics.simulator import resolve_backend, simulate
 from fwi.submission import rows_frame
+from fwi.synth.augment import VelocityAugment, augment
 from fwi.synth.families import FAMILIES, generate
 
 GENERATOR_VERSION = 3
@@ -215,32 +216,32 @@ def write_test_set(out: Path, families: Sequence[str], n: int, *, seed: int, dev
         solution.write_csv(tmp)
 
 
-def load_velocity_file(path: str | Path) -> np.ndarray:
-    """Velocity maps from ``.npy`` or ``.npz`` (key ``velocity``, or its only array): ``[N, 70, 70]`` float32.
-
-    Accepts ``(N, 1, 70, 70)`` or ``(N, 70, 70)``; shape, NaN/Inf and the [VMIN, VMAX] range are checked
-    with errors naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FwiError(f"velocity file not found: {path}")
+def _read_maps(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, or of a ``.npz`` file's ``velocity`` key (or its only array)."""
     try:
         loaded = np.load(path)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                keys = list(loaded.keys())
-                if "velocity" not in keys and len(keys) != 1:
-                    raise FwiError(f"{path}: expected a 'velocity' array or a single array, found {keys}")
-                v = loaded["velocity" if "velocity" in keys else keys[0]]
-        else:
-            v = loaded
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return loaded
+        with loaded:
+            keys = list(loaded.keys())
+            if "velocity" not in keys and len(keys) != 1:
+                raise FwiError(f"{path}: expected a 'velocity' array or a single array, found {keys}")
+            return loaded["velocity" if "velocity" in keys else keys[0]]
     except (ValueError, OSError, EOFError) as exc:
         raise FwiError(f"{path}: not a readable .npy/.npz file ({exc})") from None
+
+
+def check_maps(path: Path, v: np.ndarray) -> np.ndarray:
+    """``v`` as float32 ``[N, 70, 70]`` maps, from ``(N, 1, 70, 70)``, ``(N, 70, 70)`` or one ``(70, 70)`` map;
+    shape, NaN/Inf and the [VMIN, VMAX] range are checked with errors naming ``path``."""
     nz, nx = VELOCITY_SHAPE[1:]
-    if v.ndim == 4 and v.shape[1] == 1:
+    if v.ndim == 2:
+        v = v[None]
+    elif v.ndim == 4 and v.shape[1] == 1:
         v = v[:, 0]
     if v.ndim != 3 or v.shape[1:] != (nz, nx) or len(v) == 0:
-        raise FwiError(f"{path}: velocity must have shape (N, 1, {nz}, {nx}) or (N, {nz}, {nx}), got {tuple(v.shape)}")
+        raise FwiError(f"{path}: velocity must have shape (N, 1, {nz}, {nx}), (N, {nz}, {nx}) or ({nz}, {nx}), got "
+                       f"{tuple(v.shape)}")
     v = v.astype(np.float32)
     if not np.isfinite(v).all():
         raise FwiError(f"{path}: velocity contains NaN or Inf")
@@ -249,10 +250,27 @@ def load_velocity_file(path: str | Path) -> np.ndarray:
     return v
 
 
+def load_velocity(path: str | Path) -> np.ndarray:
+    """Velocity maps ``[N, 70, 70]`` float32 (m/s) from a ``.npy``/``.npz`` file (key ``velocity``, or its only
+    array) or from a folder of ``.npy`` maps taken in file-name order (``python -m fwi.predict --save-maps``
+    writes one ``[70, 70]`` map per test file, ``<oid>.npy``). Every file is checked (:func:`check_maps`)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.npy"))
+        if not files:
+            raise FwiError(f"{path}: no .npy velocity maps in this folder")
+        return np.concatenate([check_maps(f, _read_maps(f)) for f in files])
+    if not path.is_file():
+        raise FwiError(f"velocity file not found: {path}")
+    return check_maps(path, _read_maps(path))
+
+
 def write_from_velocity(path: str | Path, out: str | Path, *, samples_per_file: int = 500, device: str = "auto",
                         progress: bool = True, job: Job = Job()) -> Path:
-    """Simulate the maps of ``path`` into the family folder ``out`` (``model/modelK.npy`` + ``data/dataK.npy``)."""
-    maps = torch.from_numpy(load_velocity_file(path))
+    """Simulate the maps of ``path`` (a file or a folder of maps, see :func:`load_velocity`), in order, into the
+    family folder ``out`` (``model/modelK.npy`` + ``data/dataK.npy``, ``samples_per_file`` maps each): training
+    data as is (``data.root`` or ``data.extra_roots``; the family is the folder's name)."""
+    maps = torch.from_numpy(load_velocity(path))
     out, dev = Path(out), resolve_device(device)
     job.check(dev)
     digest = hashlib.sha256(maps.numpy().tobytes()).hexdigest()[:16]
@@ -270,6 +288,63 @@ def write_from_velocity(path: str | Path, out: str | Path, *, samples_per_file: 
             save_npy(vel, part.numpy()[:, None])
             save_npy(seis, simulate_batched(part, device=dev, bar=bar, job=job))
     return out
+
+
+def write_from_root(manifest: pl.DataFrame, out: str | Path, copies: int, *, source: dict, seed: int = 0,
+                    samples_per_file: int = 500, device: str = "auto", progress: bool = True, job: Job = Job(),
+                    params: VelocityAugment | None = None) -> Path:
+    """Re-simulate ``copies`` velocity-space augmentations (:func:`fwi.synth.augment.augment` with ``params``,
+    default :class:`VelocityAugment`) of every *training* map of ``manifest`` into the tree ``out``.
+
+    ``out/train_samples/<family>/`` gets the family's own file names (:func:`file_names`), ``samples_per_file``
+    maps each: the training maps of the family in manifest order, copy after copy. File ``k`` of a family is
+    augmented with seed :func:`file_seed` ``(seed, family, k)``, so it depends on nothing else; complete files are
+    skipped (a rerun finishes an interrupted tree) and ``job.shard`` splits the files as in :func:`write_tree`.
+    ``source`` (where the maps come from and how they were split) is recorded in ``synth.json`` with the other
+    settings. Returns ``out``.
+    """
+    if copies < 1:
+        raise FwiError(f"--copies must be >= 1, got {copies}")
+    params = params or VelocityAugment()
+    out, dev = Path(out), resolve_device(device)
+    job.check(dev)
+    train = manifest.filter(pl.col("split") == "train")
+    families = sorted(train["family"].unique().to_list())
+    _claim(out, {"from_root": source, "families": families, "copies": copies, "seed": seed,
+                 "samples_per_file": samples_per_file, "augment": asdict(params),
+                 "generator_version": GENERATOR_VERSION, **job.settings()})
+    files = []  # (family, k, rows of that family's training maps it holds)
+    for family in families:
+        rows = train.filter(pl.col("family") == family).select("velocity_path", "index")
+        total = copies * rows.height
+        for k, start in enumerate(range(0, total, samples_per_file)):
+            files.append((family, k, rows[np.arange(start, min(start + samples_per_file, total)) % rows.height]))
+    todo = []
+    for index, (family, k, rows) in enumerate(files):
+        seis_rel, vel_rel = file_names(family, k)
+        seis, vel = out / "train_samples" / family / seis_rel, out / "train_samples" / family / vel_rel
+        if job.mine(index) and not is_complete(seis, vel, rows.height):
+            todo.append((family, k, rows, seis, vel))
+    with tqdm(total=sum(t[2].height for t in todo), desc="simulating", unit="sample",
+              disable=not progress or not todo) as bar:
+        for family, k, rows, seis, vel in todo:
+            bar.set_postfix(file=f"{family}/{seis.name}")
+            maps = torch.from_numpy(read_maps(rows)).to(dev)  # [n, 70, 70] m/s
+            maps = augment(maps, torch.Generator(device=dev).manual_seed(file_seed(seed, family, k)), params)
+            save_npy(vel, maps.cpu().numpy()[:, None])
+            save_npy(seis, simulate_batched(maps, device=dev, bar=bar, job=job))
+    return out
+
+
+def read_maps(rows: pl.DataFrame) -> np.ndarray:
+    """Float32 ``[n, 70, 70]`` maps (m/s) of manifest ``rows`` (columns ``velocity_path``, ``index``), in order;
+    each file is memory-mapped and read once."""
+    maps = np.empty((rows.height, *VELOCITY_SHAPE[1:]), dtype=np.float32)
+    paths, indices = rows["velocity_path"].to_numpy(), rows["index"].to_numpy()
+    for path in np.unique(paths):
+        at = np.flatnonzero(paths == path)
+        maps[at] = np.load(path, mmap_mode="r")[indices[at], 0]
+    return maps
 
 
 def prepare_synthetic(synth_cfg, progress: bool = True) -> Path:
