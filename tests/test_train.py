@@ -125,30 +125,29 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(kaggle_tree, tmp_path)
         train(cfg, progress=False)
 
 
-def test_scheduler_is_stepped_per_optimizer_step():
-    cfg = load_config(None, ["train.lr=1.0", "train.warmup_fraction=0.1", "train.schedule=cosine"]).train
+def _lr_trace(overrides: list[str], total_steps: int = 100) -> list[float]:
+    """The learning rate of every optimizer step of a schedule configured by ``overrides``."""
+    cfg = load_config(None, overrides).train
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
-    sched = make_scheduler(opt, cfg, total_steps=100)
+    sched = make_scheduler(opt, cfg, total_steps=total_steps)
     lrs = []
-    for _ in range(100):
+    for _ in range(total_steps):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
+    return lrs
+
+
+def test_scheduler_is_stepped_per_optimizer_step():
+    lrs = _lr_trace(["train.lr=1.0", "train.warmup_fraction=0.1", "train.schedule=cosine"])
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)  # linear warmup over 10 steps
     assert lrs[10] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.01, abs=1e-3)  # cosine down to 1 %
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
 
 
 def test_constant_then_cosine_schedule():
-    cfg = load_config(None, ["train.lr=1.0", "train.warmup_fraction=0.1", "train.schedule=constant_cosine",
-                             "train.constant_fraction=0.5"]).train
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
-    sched = make_scheduler(opt, cfg, total_steps=100)
-    lrs = []
-    for _ in range(100):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    lrs = _lr_trace(["train.lr=1.0", "train.warmup_fraction=0.1", "train.schedule=constant_cosine",
+                     "train.constant_fraction=0.5"])
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)  # warmup over 10 steps
     assert lrs[10:55] == pytest.approx([1.0] * 45)  # held for half of the 90 steps after warmup
     # then cosine over the last 45 steps: at step 55 + k, 0.01 + 0.99 * (1 + cos(pi * k / 45)) / 2
