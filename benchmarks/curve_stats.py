@@ -28,7 +28,7 @@ from fwi.cli import main_guard
 from fwi.errors import FwiError
 from fwi.physics.acquisition import NX, NZ
 from fwi.synth.families import CURVE_COLUMNS, curve_basis, generate
-from fwi.synth.writer import load_velocity_file
+from fwi.synth.writer import load_velocity
 
 BASIS = curve_basis(torch.arange(NX)).numpy()
 """``[70, 8]`` interpolation weights of the control depths."""
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-synthetic", type=int, default=2000, help="synthetic maps to compare (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    maps = np.concatenate([load_velocity_file(p) for p in args.real]).astype(np.float64)
+    maps = np.concatenate([load_velocity(p) for p in args.real]).astype(np.float64)
     real, residual = fit_controls(maps)
     if len(real) < 10:
         raise FwiError(f"{len(real)} maps with increasing velocities in --real; need at least 10 CurveVel_A maps")

@@ -51,7 +51,7 @@ from fwi.io import atomic_path, save_text
 from fwi.physics.acquisition import FAMILIES, VMAX, VMIN
 from fwi.synth.augment import augment
 from fwi.synth.families import generate
-from fwi.synth.writer import load_velocity_file
+from fwi.synth.writer import load_velocity
 
 FOLDS = 5
 """Cross-validation folds of the classifiers."""
@@ -288,7 +288,7 @@ def find_real(sources: list[str]) -> dict[str, list[Path]]:
 
 def load_real(paths: list[Path], n: int, half: str) -> np.ndarray:
     """Up to ``n`` real maps ``[m, 70, 70]`` m/s, taken evenly from all ``paths`` (after ``half``)."""
-    maps = np.concatenate([load_velocity_file(p) for p in paths])
+    maps = np.concatenate([load_velocity(p) for p in paths])
     if half != "all":
         maps = maps[(0 if half == "even" else 1) :: 2]
     if len(maps) > n:
