@@ -289,12 +289,10 @@ def _edge_profile(t: torch.Tensor) -> torch.Tensor:
     ``1 - a`` on a pixel edge, 0 / 1/2 on a pixel centre, and the lower row rising 0.12 per unit of the upper one
     (then falling 8.4 per unit) as the boundary moves up (down).
     """
-    a = _EDGE_TAP
-    e = _EDGE_TAIL
-    knots = torch.tensor([0.0, e, a, 0.5, 1.0 - a, 1.0 - e, 1.0, 1.0], device=t.device)
-    u = ((t + 1.5) * 2.0).clamp(0.0, 6.0)
-    i = u.floor().long()
-    return torch.lerp(knots[i], knots[i + 1], u - i)
+    a, e = _EDGE_TAP, _EDGE_TAIL
+    u = t.abs()  # symmetric about the boundary: 1/2 + sign(t) * (rise over |t|), three linear pieces
+    rise = (1 - 2 * a) * u.clamp(0.0, 0.5) + 2 * (a - e) * (u - 0.5).clamp(0.0, 0.5) + 2 * e * (u - 1.0).clamp(0.0, 0.5)
+    return 0.5 + torch.sign(t) * rise
 
 
 def _soft_lookup(depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
