@@ -340,14 +340,15 @@ def _faults(
     A fault passes through column ``x0`` at mid-depth (6-64: anywhere across the map, as in the real FlatFault_A
     maps, whose faults often run close to the left or right edge) with dip ``theta`` (from horizontal, drawn from
     :data:`_FAULT_DIPS`) towards ``+-x``; everything on one side (either) moves down or up by a throw (whole rows
-    half of the time, any sub-pixel size otherwise), ramping across a thin drag zone (``drag`` px wide). Real
+    half of the time, any sub-pixel size otherwise), ramping across a drag zone (``drag``, 1-4 px wide). Real
     FlatFault_A maps move every interface by the same 5-10 rows, and ~40 % of them hold two faults, nearly
     always of opposite dips and throws (a graben / horst block, often reaching an edge): A draws a block 25 % of
     the time and two independent faults (any directions) 11 %; 10 % of the faults die out inside the map (the
     throw fades to zero over 2-12 rows above or below a tip depth, leaving whole rows uncut). Fault planes show a
-    streak: ``eps * 4 u (1 - u)`` for the ramp ``u`` of each fault, ``eps`` ~ N(0, 2 %) on most maps, N(0, 4 %)
-    on a quarter of them, in 3 rows out of 4 (real fault zones carry ~100 pixels per map off the layer values,
-    median 17 m/s off, and leave some rows clean).
+    streak: ``eps * 4 u (1 - u)`` for a wider ramp ``u`` (1.5-4 px) of each fault, times U(0, 2) per pixel,
+    ``eps`` ~ N(0, 1 %) on most maps, N(0, 2 %) on a quarter of them, in 3 rows out of 4 and a 1 % trace of it in
+    the others (real fault zones carry ~170 pixels per map off the layer values, most by less than 1 m/s, 1-3 per
+    row).
     A: throws 4.5-11 rows. B: throws 5-25 rows, more second faults and blocks.
     """
     tmin, tmax, p_two, p_block = (4.5, 11.0, 0.15, 0.25) if not hard else (5.0, 25.0, 0.5, 0.25)
