@@ -18,9 +18,10 @@ them against real maps):
   Pixel-sharp, integer values. B: more layers, larger swings, unordered velocities.
 - **FlatFault / CurveFault** -- A: 4 layers ~17.5 rows thick, two velocities below and two above 3000 m/s,
   one or (more often) two mostly steep faults anywhere across the map (blocks, faults dying out inside the map,
-  fault-plane streaks), throws of 4.5-11 rows, soft edges sampled at pixel centres. CurveFault bends the layers
-  first. B: 4-8 unordered layers, larger throws; CurveFault_B is pixel-sharp and integer-valued like the real
-  CurveFault sample.
+  fault-plane streaks), throws of 4.5-11 rows, then resampled as the real maps are (edges smoothed on a half-row
+  grid, a 0.54 % stretch, the two outermost columns often left unresampled). CurveFault bends the layers first.
+  B: 4-8 unordered layers, larger throws; CurveFault_B is pixel-sharp and integer-valued like the real CurveFault
+  sample.
 - **Style** -- A: smooth anisotropic Gaussian random field (correlation 3-8 px) on a velocity increasing with
   depth. B: rough power-law field, larger contrasts, weaker and unordered depth trend.
 """
@@ -31,7 +32,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from fwi.physics.acquisition import FAMILIES, NX, NZ, VMAX, VMIN
 
@@ -128,14 +128,6 @@ def _lookup(depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.Tenso
     for j in range(interfaces.shape[1]):
         idx += top >= interfaces[:, j, None, :]
     return torch.gather(velocity, 1, idx.flatten(1).long()).view(depth.shape)
-
-
-def _blur_x(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur (3 taps, edge replication) of ``[n, H, W]`` maps along x; ``sigma`` in pixels."""
-    w = math.exp(-1 / (2 * sigma**2))
-    w = w / (1 + 2 * w)
-    x = F.pad(maps[:, None], (1, 1, 0, 0), mode="replicate")[:, 0]
-    return maps + w * (x[:, :, :-2] - maps) + w * (x[:, :, 2:] - maps)
 
 
 def _grf(g: torch.Generator, amplitude: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], n: int) -> torch.Tensor:
@@ -274,24 +266,63 @@ def _curvevel(g: torch.Generator, n: int, hard: bool) -> torch.Tensor:
     return _lookup(depth, interfaces, velocity)
 
 
-_EDGE_SIGMA = 0.36
-"""Softness of A fault-map interfaces, pixels: real interfaces fade over ~2 rows (the biggest one-row step is
-~84 % of the whole on a pixel edge; e.g. 0.4 % / 53 % / 99.99 % in consecutive rows where a fault moved the layer by
-a sub-pixel throw), which a Gaussian edge of this width sampled at pixel centres reproduces."""
+_EDGE_TAP = 0.0535
+"""Outer weight of the 3-tap vertical smoothing (``a, 1 - 2a, a``) seen on real FlatFault_A layers: a layer edge
+on a pixel boundary shows 5.35 % and 94.65 % of the step in the two rows beside it, in every map."""
+
+_EDGE_TAIL = 1.3e-4
+"""The smoothing's far tail: a boundary moved by ``s`` rows off a pixel edge leaves ``2.6e-4 s`` of the step two
+rows away (real values such as 1878.00024 next to 1878), so most real pixels near interfaces are not integers."""
+
+_WARP_STRETCH = 0.0054
+"""Real FlatFault_A maps are resampled after faulting: away from the edge columns an interface at boundary row ``p``
+shows at ``p * (1 - 0.0054)`` (16 -> 15.91, 32 -> 31.83, 55 -> 54.70 in every map), the two outermost columns
+often keep the unresampled layers."""
 
 
-def _soft_lookup(depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.Tensor, sigma: float) -> torch.Tensor:
-    """:func:`_lookup` with Gaussian-smoothed steps of width ``sigma`` (pixels) at sub-pixel interface depths.
+def _edge_profile(t: torch.Tensor) -> torch.Tensor:
+    """Share of a layer step seen at a pixel centre ``t`` rows below the layer boundary (``[0, 1]``, any shape).
 
-    Same arguments and result shape (``[n, H, W]`` m/s); rows far (> 6 sigma) from every interface keep the exact
-    layer velocity.
+    Real FlatFault_A edges are a smoothed step sampled every half row and interpolated linearly: 0, ``e``, ``a``,
+    1/2, ``1 - a``, ``1 - e``, 1 at ``t`` = -3/2, -1, ..., 3/2 (``a`` = :data:`_EDGE_TAP`, ``e`` =
+    :data:`_EDGE_TAIL`). This reproduces the measured pairs of the two rows beside a moved boundary: ``a`` /
+    ``1 - a`` on a pixel edge, 0 / 1/2 on a pixel centre, and the lower row rising 0.12 per unit of the upper one
+    (then falling 8.4 per unit) as the boundary moves up (down).
+    """
+    a, e = _EDGE_TAP, _EDGE_TAIL
+    u = t.abs()  # symmetric about the boundary: 1/2 + sign(t) * (rise over |t|), three linear pieces
+    rise = (1 - 2 * a) * u.clamp(0.0, 0.5) + 2 * (a - e) * (u - 0.5).clamp(0.0, 0.5) + 2 * e * (u - 1.0).clamp(0.0, 0.5)
+    return 0.5 + torch.sign(t) * rise
+
+
+def _soft_lookup(depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
+    """:func:`_lookup` with the smoothed steps of :func:`_edge_profile` at (sub-pixel) source depths.
+
+    Same arguments and result shape (``[n, H, W]`` m/s); rows two or more rows above or one below every interface
+    keep the exact layer velocity (``rows``: first pixel of the deeper layer, its boundary half a row above).
     """
     out = velocity[:, :1, None].expand(depth.shape).clone()
     for j in range(interfaces.shape[1]):
         rows = interfaces[:, j, None, :]
         dv = torch.where(torch.isfinite(velocity[:, j + 1]), velocity[:, j + 1] - velocity[:, j], 0.0)
-        out += dv.view(-1, 1, 1) * torch.special.ndtr((depth + 0.5 - rows) / sigma)
+        out += dv.view(-1, 1, 1) * _edge_profile(depth + 0.5 - rows)
     return out
+
+
+def _edge_window(g: torch.Generator, n: int, p_keep: float = 0.7) -> torch.Tensor:
+    """How much of the resampling acts in each column: ``[n, 1, NX]`` in ``[0, 1]``.
+
+    Measured on real FlatFault_A maps: on each side, with probability ``p_keep``, the two outermost columns keep
+    the unfaulted, unresampled layers (a fault's throw included) and the third one is nearly resampled; else the
+    whole map is resampled up to the edge.
+    """
+    w = torch.ones(n, 1, NX, device=g.device)
+    keep = _u(g, (n, 2)) < p_keep
+    ramp_l = torch.stack([torch.zeros(n, device=g.device), torch.zeros(n, device=g.device), _u(g, (n,), 0.85, 1.0)], 1)
+    ramp_r = torch.stack([_u(g, (n,), 0.6, 1.0), _u(g, (n,), 0.0, 0.12), torch.zeros(n, device=g.device)], 1)
+    w[:, 0, :3] = torch.where(keep[:, :1], ramp_l, 1.0)
+    w[:, 0, -3:] = torch.where(keep[:, 1:], ramp_r, 1.0)
+    return w
 
 
 _FAULT_DIPS = ((30.0, 8.0), (40.0, 23.0), (50.0, 30.0), (60.0, 45.0), (70.0, 48.0), (80.0, 103.0))
@@ -309,14 +340,15 @@ def _faults(
     A fault passes through column ``x0`` at mid-depth (6-64: anywhere across the map, as in the real FlatFault_A
     maps, whose faults often run close to the left or right edge) with dip ``theta`` (from horizontal, drawn from
     :data:`_FAULT_DIPS`) towards ``+-x``; everything on one side (either) moves down or up by a throw (whole rows
-    half of the time, any sub-pixel size otherwise), ramping across a thin drag zone (``drag`` px wide). Real
+    half of the time, any sub-pixel size otherwise), ramping across a drag zone (``drag``, 1-4 px wide). Real
     FlatFault_A maps move every interface by the same 5-10 rows, and ~40 % of them hold two faults, nearly
     always of opposite dips and throws (a graben / horst block, often reaching an edge): A draws a block 25 % of
     the time and two independent faults (any directions) 11 %; 10 % of the faults die out inside the map (the
     throw fades to zero over 2-12 rows above or below a tip depth, leaving whole rows uncut). Fault planes show a
-    streak: ``eps * 4 u (1 - u)`` for the ramp ``u`` of each fault, ``eps`` ~ N(0, 2 %) on most maps, N(0, 4 %)
-    on a quarter of them, in 3 rows out of 4 (real fault zones carry ~100 pixels per map off the layer values,
-    median 17 m/s off, and leave some rows clean).
+    streak: ``eps * 4 u (1 - u)`` for a wider ramp ``u`` (1.5-4 px) of each fault, times U(0, 2) per pixel,
+    ``eps`` ~ N(0, 1 %) on most maps, N(0, 2 %) on a quarter of them, in 3 rows out of 4 and a 1 % trace of it in
+    the others (real fault zones carry ~170 pixels per map off the layer values, most by less than 1 m/s, 1-3 per
+    row).
     A: throws 4.5-11 rows. B: throws 5-25 rows, more second faults and blocks.
     """
     tmin, tmax, p_two, p_block = (4.5, 11.0, 0.15, 0.25) if not hard else (5.0, 25.0, 0.5, 0.25)
@@ -329,7 +361,7 @@ def _faults(
     x0 = _u(g, (n, 2), 6.0, NX - 6.0)
     throw = _sign(g, (n, 2)) * _u(g, (n, 2), tmin, tmax)
     throw = torch.where(_u(g, (n, 2)) < 0.5, throw.round(), throw)  # half the real throws are whole rows
-    drag = _u(g, (n, 2), 0.5, 2.0)
+    drag = _u(g, (n, 2), 1.0, 4.0)
     block = _u(g, (n,)) < p_block
     two = (_u(g, (n,)) < p_two) & ~block
     # block: the two faults lean opposite ways, anywhere across the map (real blocks often reach an edge)
@@ -341,8 +373,8 @@ def _faults(
     fade = _u(g, (n, 2), 2.0, 12.0)
     upward = _u(g, (n, 2)) < 0.75
 
-    def side(f: int) -> torch.Tensor:  # [n, H, W] in [0, 1]: 1 right of fault f, ramping across the drag zone
-        p = [v[:, f].view(n, 1, 1) for v in (x0, lean, dip, drag)]
+    def side(f: int, width: torch.Tensor) -> torch.Tensor:  # [n, H, W] in [0, 1]: 1 right of fault f, ramping
+        p = [v[:, f].view(n, 1, 1) for v in (x0, lean, dip, width)]  # across a zone `width` px wide
         x_fault = p[0] + p[1] * (Z - NZ / 2) / torch.tan(p[2])
         return (0.5 + (X - x_fault) * torch.sin(p[2]) / p[3]).clamp_(0.0, 1.0)
 
@@ -351,7 +383,7 @@ def _faults(
         t = torch.where(upward[:, f].view(n, 1, 1), below, -below - 1.0).clamp(0.0, 1.0)
         return torch.where(tipped[:, f].view(n, 1, 1), t, 1.0)
 
-    right0, right1 = side(0), side(1)
+    right0, right1 = side(0, drag), side(1, drag)
     has1 = (block | two).view(n, 1, 1).float()
     moved0 = right0 * (1.0 - right1 * block.view(n, 1, 1).float())  # a block ends at the second fault
     moved1 = right1 * two.view(n, 1, 1).float()
@@ -360,10 +392,14 @@ def _faults(
     moved0 = moved0 + other[:, 0] * (1.0 - 2.0 * moved0)
     moved1 = moved1 + other[:, 1] * (two.view(n, 1, 1).float() - 2.0 * moved1)
     shift = throw[:, 0].view(n, 1, 1) * moved0 * taper(0) + throw[:, 1].view(n, 1, 1) * moved1 * taper(1)
-    eps = _normal(g, (n, 2)) * torch.where(_u(g, (n, 1)) < 0.25, 0.04, 0.02)
+    eps = _normal(g, (n, 2)) * torch.where(_u(g, (n, 1)) < 0.25, 0.02, 0.01)
     eps0, eps1 = eps[:, 0].view(n, 1, 1) * taper(0), eps[:, 1].view(n, 1, 1) * has1 * taper(1)
-    streak = eps0 * 4 * right0 * (1 - right0) + eps1 * 4 * right1 * (1 - right1)
-    streak = streak * (_u(g, (n, zs.shape[0], 1)) < 0.75)  # patchy: real fault zones leave some rows clean
+    wide = _u(g, (n, 2), 1.5, 4.0)  # real fault-plane streaks are 1-4 px wide, their values differ pixel by pixel
+    s0, s1 = side(0, wide), side(1, wide)
+    streak = eps0 * 4 * s0 * (1 - s0) + eps1 * 4 * s1 * (1 - s1)
+    # patchy: 3 rows in 4 carry a visible streak, the others only a trace (real fault zones hold ~170 pixels
+    # per map off the layer values, most by less than 1 m/s)
+    streak = streak * _u(g, streak.shape, 0.0, 2.0) * torch.where(_u(g, (n, zs.shape[0], 1)) < 0.75, 1.0, 0.01)
     return shift, streak
 
 
@@ -371,7 +407,9 @@ def _fault(g: torch.Generator, n: int, hard: bool, curved: bool) -> torch.Tensor
     """Flat or curved layers cut by dipping faults: ``[n, NZ, NX]`` m/s.
 
     A: 4 layers ~17.5 rows thick (interfaces on pixel edges, moved by sub-pixel throws), two velocities below
-    and two above 3000 m/s (as measured on FlatFault_A), :func:`_faults`, soft edges (:data:`_EDGE_SIGMA`).
+    and two above 3000 m/s (as measured on FlatFault_A), :func:`_faults`, then resampled as the real maps are:
+    smoothed edges (:func:`_edge_profile`), a slight stretch (:data:`_WARP_STRETCH`), edge columns often left
+    unresampled (:func:`_edge_window`).
     B: 4-8 unordered layers of random thickness, larger throws; CurveFault_B stays pixel-sharp and
     integer-valued like the real CurveFault sample.
     CurveFault bends the layers with the CurveVel curves (:func:`_curve_shifts`) before faulting.
@@ -398,12 +436,12 @@ def _fault(g: torch.Generator, n: int, hard: bool, curved: bool) -> torch.Tensor
     else:
         interfaces = base[:, :, None]
     shift, streak = _faults(g, n, xs, zs, hard)
-    depth = zs.view(1, -1, 1) - shift
+    z = zs.view(1, -1, 1)
     if hard and curved:  # the real CurveFault sample we have is unsmoothed, integer-valued
-        return (_lookup(depth, interfaces, velocity) * (1.0 + streak)).round()
-    maps = _soft_lookup(depth, interfaces, velocity, _EDGE_SIGMA) * (1.0 + streak)
-    # faults crossing at low angles leave many in-between values along the rows: soften the lateral edges too
-    return _blur_x(maps, _EDGE_SIGMA)
+        return (_lookup(z - shift, interfaces, velocity) * (1.0 + streak)).round()
+    # the faulted map is resampled: the throw and a slight stretch act inside, not always on the edge columns
+    depth = z - shift + _edge_window(g, n) * (z + 0.5) * _WARP_STRETCH
+    return _soft_lookup(depth, interfaces, velocity) * (1.0 + streak)
 
 
 def _style(g: torch.Generator, n: int, hard: bool) -> torch.Tensor:
