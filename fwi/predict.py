@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from fwi.checkpoint import load_checkpoint, restore_model
 from fwi.cli import config_parser, main_guard, resolve_config
-from fwi.config import Config, RefineConfig
+from fwi.config import Config
 from fwi.data.dataset import TestDataset
 from fwi.data.layout import load_test_file
 from fwi.device import resolve_device
@@ -42,7 +42,6 @@ from fwi.engine import autocast
 from fwi.errors import DataError, FwiError
 from fwi.io import atomic_path
 from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
-from fwi.physics.refine import refine as refine_maps
 from fwi.submission import check_submission, rows_frame
 
 TTA = ("none", "flip")
@@ -181,15 +180,12 @@ def predict(
     float_precision: int | None = 2,
     chunk_files: int = 2048,
     progress: bool = True,
-    refine: RefineConfig | None = None,
 ) -> Path:
     """Predict every ``<oid>.npy`` in ``test_dir`` with the ensemble of ``checkpoints``; write ``out``.
 
     See the module docstring for the pipeline, the bad-file policy and the ``skip_bad`` fallback.
     ``float_precision``: decimals written per value (None: full float32). Returns ``out`` once it is
-    written and validated; on any error ``out`` is left untouched (no partial file). ``refine`` with
-    ``steps > 0``: each batch's ensemble prediction is refined against that batch's raw test seismic
-    (:func:`fwi.physics.refine.refine`, float32, no autocast) before it is clipped and written. Raises
+    written and validated; on any error ``out`` is left untouched (no partial file). Raises
     :class:`~fwi.errors.FwiError` (one line) for bad input.
     """
     check_tta(tta)
@@ -218,13 +214,7 @@ def predict(
                     oids = [o for o, k in zip(oids, ok, strict=True) if k]
                 if oids:
                     seismic = seismic.to(dev, non_blocking=True)
-                    pred = predict_batch(members, seismic, tta=tta, amp=amp)
-                    if refine is not None and refine.steps > 0:
-                        pred, _ = refine_maps(pred, seismic, steps=refine.steps, lr=refine.lr,
-                                              tv_weight=refine.tv_weight, prior=refine.prior,
-                                              misfit_nt=refine.misfit_nt)
-                        pred = pred.clamp_(VMIN, VMAX)
-                    pred = pred.cpu()
+                    pred = predict_batch(members, seismic, tta=tta, amp=amp).cpu()
                     good_sum += pred.double().sum(0)
                     n_good += len(oids)
                     writer.add(oids, pred.numpy())
@@ -265,14 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", choices=TTA, help="test-time augmentation (predict.tta)")
     parser.add_argument("--skip-bad", action=argparse.BooleanOptionalAction, default=None,
                         help="give bad test files the fallback prediction instead of stopping (predict.skip_bad)")
-    parser.add_argument("--refine", type=int, metavar="STEPS",
-                        help="physics refinement steps per test file, 0 = off (refine.steps; see refine.*)")
     args = parser.parse_intermixed_args(argv)
     flags = {
         "predict.checkpoints": [str(p) for p in args.checkpoint] if args.checkpoint else None,
         "data.test_dir": args.test_dir, "predict.out": args.out, "predict.batch_size": args.batch_size,
         "predict.device": args.device, "predict.workers": args.workers, "predict.tta": args.tta,
-        "predict.skip_bad": args.skip_bad, "refine.steps": args.refine,
+        "predict.skip_bad": args.skip_bad,
     }
     cfg = resolve_config(args, {k: v for k, v in flags.items() if v is not None})
     p = cfg.predict
@@ -281,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     out = p.out if p.out is not None else Path("submissions") / f"{cfg.name}.csv"
     predict(p.checkpoints, cfg.data.test_dir, out, batch_size=p.batch_size, device=p.device, workers=p.workers,
             tta=p.tta, skip_bad=p.skip_bad, amp=p.amp, use_ema=p.use_ema, float_precision=p.float_precision,
-            chunk_files=p.chunk_files, refine=cfg.refine)
+            chunk_files=p.chunk_files)
     print(out)
     return 0
 
