@@ -34,10 +34,12 @@ from fwi.checkpoint import make_checkpoint_state, save_checkpoint
 from fwi.cli import config_parser, main_guard, resolve_config
 from fwi.data.normalize import Normalizer
 from fwi.device import resolve_device
+from fwi.engine import resolve_amp
+from fwi.inference import TTA
 from fwi.models import build_model
 from fwi.models.registry import count_parameters
 from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
-from fwi.predict import TTA, CheckedTestDataset, ChunkedCsvWriter, load_ensemble, predict, predict_batch
+from fwi.predict import CheckedTestDataset, ChunkedCsvWriter, load_ensemble, predict, predict_batch
 from fwi.submission import check_submission
 
 SMALL_MODEL = ["model.name=inversionnet", "model.width=8"]
@@ -106,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("read", n, time.perf_counter() - t))
 
         # model: forward passes on device-resident input
-        members = load_ensemble([ckpt], device)
+        amp_dtype = resolve_amp(True, "auto", device)  # what fwi.predict uses by default
+        members = load_ensemble([ckpt], device, tta=args.tta, amp_dtype=amp_dtype)
         x = torch.randn(bs, *SEISMIC_SHAPE, device=device)
-        predict_batch(members, x, tta=args.tta)
+        predict_batch(members, x)
         sync(device)
         t = time.perf_counter()
         for _ in range(args.repeats):
-            predict_batch(members, x, tta=args.tta)
+            predict_batch(members, x)
         sync(device)
         rows.append(("model", bs * args.repeats, time.perf_counter() - t))
 

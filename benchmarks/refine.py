@@ -75,8 +75,7 @@ def degraded(true: torch.Tensor, blur: float, perturb: float, seed: int) -> torc
 def network_guess(checkpoints: list[str], seismic: torch.Tensor, device: torch.device) -> torch.Tensor:
     from fwi.predict import load_ensemble, predict_batch
 
-    members = load_ensemble(checkpoints, device)
-    return predict_batch(members, seismic, tta="none", amp=False)
+    return predict_batch(load_ensemble(checkpoints, device), seismic)
 
 
 def main(argv: list[str] | None = None) -> None:

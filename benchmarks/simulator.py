@@ -1,4 +1,4 @@
-"""Throughput of the exact simulator: samples/s, forward and forward+gradient, eager vs compiled step.
+"""Throughput of the PyTorch simulator path: samples/s, forward and forward+gradient, eager vs compiled step.
 
     python benchmarks/simulator.py                          # CPU defaults: batches 1,2, ~2-3 minutes
     python benchmarks/simulator.py --device cuda --batch-sizes 1,4,16,64
@@ -6,6 +6,7 @@
 Each cell is the best of ``--repeats`` timed runs after one short warm-up run (which also pays for
 ``torch.compile``). The eager time step is the baseline; ``compiled`` is ``simulate(..., compile=True)``
 and its ratio is against eager in the same run. Velocities are real OpenFWI maps from ``tests/data``.
+Both columns are ``backend="torch"``; the GPU's Triton backend is measured by ``benchmarks/gpu_report.py``.
 """
 
 from __future__ import annotations
@@ -62,12 +63,12 @@ def timed(fn, args: tuple, repeats: int, device: torch.device) -> tuple[float, t
 
 def forward(v: torch.Tensor, acq, compile: bool) -> torch.Tensor:
     with torch.no_grad():
-        return simulate(v, acq, compile=compile)
+        return simulate(v, acq, compile=compile, backend="torch")
 
 
 def forward_backward(v: torch.Tensor, acq, compile: bool) -> torch.Tensor:
     x = v.clone().requires_grad_()
-    simulate(x, acq, compile=compile).square().sum().backward()
+    simulate(x, acq, compile=compile, backend="torch").square().sum().backward()
     return x.grad
 
 

@@ -8,20 +8,68 @@ saved with every run and checkpoint, so a result can always be reproduced.
 
 from __future__ import annotations
 
+import re
+import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fwi.errors import ConfigError
 from fwi.physics.acquisition import FAMILIES
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+"""A run or study name: one plain folder name (no '/', no '..', not absolute)."""
 
-class Section(BaseModel):
-    """Base of every config section: unknown fields are errors, assignments are validated."""
+ENV_PREFIX = "env:"
+"""``tune.storage: env:VAR`` reads the storage URL from environment variable VAR when the study opens."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    """``int | None`` -> ``{int}``: the types a field accepts besides None."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return {a for a in get_args(annotation) if a is not type(None)}
+    return {annotation}
+
+
+def _same_kind(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """Refuse a value of another kind than its field's: no ``true`` or ``"3"`` for a number, no ``1`` for a bool
+    (pydantic would coerce them silently)."""
+    kinds = _leaf_types(cls.model_fields[info.field_name].annotation)
+    if kinds <= {int, float} and isinstance(value, bool | str):
+        want = "an integer" if kinds == {int} else "a number"
+        raise ValueError(f"must be {want}, not {'a boolean' if isinstance(value, bool) else 'a string'}")
+    if kinds == {bool} and not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+class _Schema(BaseModel):
+    """Unknown fields are errors, assignments are validated, floats must be finite (``inf``/``nan`` are errors)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class Section(_Schema):
+    """Base of every config section: unknown fields are errors, assignments are validated.
+
+    Values are not coerced across kinds: a number field refuses ``true`` and ``"3"``, a boolean field refuses
+    ``1`` and ``"yes"``, and floats must be finite (``inf``/``nan`` are errors).
+    """
+
+    _no_coercion = field_validator("*", mode="before")(_same_kind)
 
 
 class DataConfig(Section):
@@ -38,12 +86,18 @@ class DataConfig(Section):
     )
     split_seed: int = Field(0, description="Seed of the train/validation split.")
     split_by: Literal["file", "sample"] = Field(
-        "file", description="Hold out whole files (no file in both splits) or single samples (use it on Kaggle's "
-        "train_samples: 2 files per family, so a file split holds out half the data).")
+        "file", description="Hold out whole files (no file in both splits) or single samples. With file, a family "
+        "with too few files for a file split (Kaggle's train_samples: 2 per family, one would be half the data) is "
+        "split by sample, and a one-line note says so.")
     test_dir: Path | None = Field(None, description="Folder of test files <oid>.npy (Kaggle's test/).")
     extra_roots: list[Path] = Field(
-        [], description="More training trees mixed in (e.g. written by python -m fwi.synth), each split by the same "
-        "rules; with data.root null they are added to the cached synthetic tree.")
+        [], description="More training trees mixed in (e.g. written by python -m fwi.synth: pseudo-labelled test "
+        "maps, re-simulated copies of training maps); with data.root null they are added to the cached synthetic "
+        "tree. Training data only, unless data.validate_extra_roots.")
+    validate_extra_roots: bool = Field(
+        False, description="Also hold out part of data.extra_roots for validation, split by the same rules. Off, "
+        "the validation score is measured on data.root alone: pseudo-labels would score agreement with an earlier "
+        "model, and re-simulated copies of training maps are not held-out data.")
 
 
 class SynthConfig(Section):
@@ -72,29 +126,80 @@ class NormalizeConfig(Section):
 
 
 class AugmentConfig(Section):
-    """Training augmentation (albumentations + seismic-aware ops); probabilities per sample."""
+    """Training augmentation (albumentations + seismic-aware ops); probabilities per sample.
 
-    flip_p: float = Field(0.5, ge=0, le=1, description="Left-right survey flip (receivers, sources, velocity).")
-    noise_p: float = Field(0.0, ge=0, le=1, description="Gaussian trace noise.")
+    The GPU configs use the survey flip only. The competition seismic is simulated noise-free, every trace is
+    present, and amplitudes carry velocity information (reflection strength follows the velocity contrasts),
+    so noise, amplitude scaling and trace dropout teach the network about data it will never see; they stay
+    available, off by default, for field-like data.
+    """
+
+    flip_p: float = Field(0.5, ge=0, le=1, description="Left-right survey flip (receivers, sources, velocity): "
+                          "the one augmentation that keeps the data on the simulator's manifold.")
+    noise_p: float = Field(0.0, ge=0, le=1, description="Gaussian trace noise (off: the data are noise-free).")
     noise_std: float = Field(0.02, ge=0, description="Noise std as a fraction of each trace's RMS amplitude.")
-    scale_p: float = Field(0.0, ge=0, le=1, description="Amplitude scaling.")
+    scale_p: float = Field(0.0, ge=0, le=1, description="Amplitude scaling (off: amplitude carries velocity "
+                           "information).")
     scale_max: float = Field(1.2, ge=1, description="Largest amplitude factor (log-uniform in [1/x, x]).")
-    dropout_p: float = Field(0.0, ge=0, le=1, description="Trace dropout.")
+    dropout_p: float = Field(0.0, ge=0, le=1, description="Trace dropout (off: no trace is ever missing in the "
+                             "competition data).")
     dropout_fraction: float = Field(0.05, ge=0, le=1, description="Fraction of traces zeroed by trace dropout.")
 
 
-class ModelConfig(Section):
-    """The network, built by name from the model registry (fwi/models)."""
+class InversionNetConfig(Section):
+    """The network: InversionNet, OpenFWI's plain conv encoder-decoder (fwi/models/inversionnet.py)."""
 
-    name: Literal["inversionnet", "timm_unet"] = Field("inversionnet", description="Registered model name.")
-    width: int = Field(16, ge=1, description="inversionnet: channels of the first layer (32 = the published model).")
-    encoder: str = Field("resnet18", description="timm_unet: any timm model name usable with features_only.")
+    name: Literal["inversionnet"] = Field("inversionnet", description="Registered model name (inversionnet, "
+                                          "timm_unet); each model has its own keys.")
+    width: int = Field(16, ge=1, description="Channels of the first layer (32 = the published model).")
+
+
+class TimmUNetConfig(Section):
+    """The network: any timm encoder + a U-Net decoder ending at 72x72, cropped to 70x70 (fwi/models/timm_unet.py)."""
+
+    name: Literal["timm_unet"] = Field("timm_unet", description="Registered model name (inversionnet, timm_unet); "
+                                       "each model has its own keys.")
+    encoder: str = Field("resnet18", description="Any timm model name usable with features_only (e.g. caformer_b36, "
+                         "convnext_small, resnet18).")
+    layout: Literal["restride", "shots_square", "resize"] = Field(
+        "restride", description="How the seismic meets the encoder so its first feature map is 72x72. restride: the "
+        "5 shots as channels, time reflection-padded to 1152, the stem's strides kept in time but removed along the "
+        "receivers, then an average pool in time (all 70 receivers kept); shots_square: the 5 shots side by side as "
+        "one 1000x350 image, resized to a square; resize: the 5 shots as channels, resized to a square.")
+    pretrained: bool = Field(False, description="Start the encoder from timm's ImageNet weights: downloaded by timm "
+                             "(online), or read from model.encoder_weights. Checkpoints never need them again.")
     encoder_weights: Path | None = Field(
-        None, description="timm_unet: local file of pretrained encoder weights (never downloaded).")
-    input_size: list[int] = Field([256, 72], min_length=2, max_length=2,
-                                  description="timm_unet: seismic resized to [time, receivers] grid points.")
-    decoder_channels: list[int] = Field([256, 128, 64, 32], min_length=1,
-                                        description="timm_unet: channels of the decoder stages, deep to shallow.")
+        None, description="Local file of the encoder's pretrained weights (timm's model.safetensors or a .pth "
+        "state dict), the offline way to model.pretrained=true; input channels are adapted as timm does.")
+    decoder_channels: list[int] = Field(
+        [256, 128, 64, 32], min_length=1, description="Channels of the decoder stages, deep to shallow; the last "
+        "(encoder levels - 1) entries are used (3 for caformer/convnext, 4 for resnet).")
+
+    @model_validator(mode="after")
+    def _weights_need_pretrained(self) -> TimmUNetConfig:
+        if self.encoder_weights is not None and not self.pretrained:
+            raise ValueError("model.encoder_weights is set but model.pretrained is false: set model.pretrained=true "
+                             "to start from that file, or drop model.encoder_weights")
+        return self
+
+
+MODEL_CONFIGS: dict[str, type[Section]] = {"inversionnet": InversionNetConfig, "timm_unet": TimmUNetConfig}
+"""The model section's schema for each model name."""
+DEFAULT_MODEL = "inversionnet"
+
+
+def _model_name(value: Any) -> str | None:
+    """The model name a model section holds (the default one when it names none)."""
+    if isinstance(value, dict):
+        return value.get("name", DEFAULT_MODEL)
+    return getattr(value, "name", None)
+
+
+ModelConfig = Annotated[
+    Annotated[InversionNetConfig, Tag("inversionnet")] | Annotated[TimmUNetConfig, Tag("timm_unet")],
+    Discriminator(_model_name),
+]
+"""The model section: its keys depend on ``name``, and keys of another model are rejected."""
 
 
 class LossConfig(Section):
@@ -111,16 +216,28 @@ class TrainConfig(Section):
     """The optimisation loop."""
 
     epochs: int = Field(20, ge=1, description="Passes over the training split.")
-    batch_size: int = Field(16, ge=1, description="Samples per optimizer step (per process under torchrun).")
+    batch_size: int = Field(16, ge=2, description="Samples per optimizer step (per process under torchrun); at "
+                            "least 2, as BatchNorm needs two samples to normalise a batch.")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of AdamW.")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
-    schedule: Literal["cosine", "onecycle", "constant"] = Field(
-        "cosine", description="LR schedule after warmup, stepped every optimizer step.")
+    schedule: Literal["cosine", "onecycle", "constant", "constant_cosine"] = Field(
+        "cosine", description="LR schedule after warmup, stepped every optimizer step: cosine to lr/100; constant; "
+        "constant_cosine: constant for train.constant_fraction of the steps after warmup, then cosine to lr/100; "
+        "onecycle: torch's OneCycleLR.")
+    constant_fraction: float = Field(0.5, ge=0, le=1, description="constant_cosine: fraction of the steps after "
+                                     "warmup held at train.lr before the cosine decay.")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Fraction of all steps spent warming up.")
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (null: no clipping).")
     accumulate: int = Field(1, ge=1, description="Batches accumulated per optimizer step.")
     ema_decay: float | None = Field(0.99, gt=0, lt=1, description="EMA of weights used for validation (null: off).")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
+    val_tta: Literal["none", "flip"] = Field(
+        "none", description="Test-time augmentation of validation, as predict.tta does it (flip: the mean of the "
+        "direct and the flipped-back prediction of the mirrored survey), so the validation score is the score of "
+        "what predict submits; flip doubles the validation time.")
+    amp: bool = Field(True, description="Mixed precision (autocast) for training and validation; see amp_dtype.")
+    amp_dtype: Literal["auto", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs with native bf16 (A100, H100, RTX 30xx+), else fp16 with a "
+        "GradScaler (Kaggle's T4 and P100), off on CPU; bf16/fp16 force it (on CPU too, slowly).")
     compile: bool = Field(False, description="torch.compile the model.")
     channels_last: bool = Field(False, description="channels_last memory format (CUDA convolutions).")
     device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:N.")
@@ -129,7 +246,12 @@ class TrainConfig(Section):
     max_minutes: float | None = Field(None, gt=0, description="Stop after the epoch that passes this budget.")
     plot: bool = Field(True, description="Write a PNG of predictions vs truth every epoch.")
     tensorboard: bool = Field(True, description="Also log to TensorBoard (runs/<name>/tb).")
-    wandb: bool = Field(False, description="Also log to Weights & Biases in offline mode (if installed).")
+    wandb: bool = Field(False, description="Also log to Weights & Biases (pip install wandb; see wandb_mode).")
+    wandb_mode: Literal["offline", "online"] = Field(
+        "offline", description="offline: logs stay in <run>/wandb/ (upload later with wandb sync); online: "
+        "streamed to wandb.ai (needs wandb login or WANDB_API_KEY).")
+    wandb_project: str = Field("fwi", description="W&B project of the run.")
+    wandb_entity: str | None = Field(None, description="W&B team or user (null: your default entity).")
 
 
 class PredictConfig(Section):
@@ -145,11 +267,18 @@ class PredictConfig(Section):
     batch_size: int = Field(32, ge=1, description="Test files per forward pass.")
     device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:N.")
     workers: int = Field(2, ge=0, description="DataLoader worker processes reading the test files.")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
+    amp: bool = Field(True, description="Mixed precision (autocast) for the forward passes; see amp_dtype.")
+    amp_dtype: Literal["auto", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs with native bf16, else fp16 (T4, P100), off on CPU; bf16/fp16 "
+        "force it. Refinement (refine.*) always simulates in float32.")
     tta: Literal["none", "flip"] = Field(
         "none", description="Test-time augmentation. flip: also predict the left-right flipped survey "
         "(receivers and source order reversed), flip that prediction back along x and average.")
-    out: Path | None = Field(None, description="Submission CSV to write (null: submissions/<name>.csv).")
+    out: Path | None = Field(None, description="Submission CSV to write (null: submissions/<run>.csv, <run> the "
+                             "checkpoints' run names joined by '+'); an existing file needs --force.")
+    save_maps: Path | None = Field(
+        None, description="Also write every good test file's full 70x70 prediction to <save_maps>/<oid>.npy (float32 "
+        "m/s): pseudo-labels for python -m fwi.synth --velocity <save_maps>, or the start of python -m fwi.refine.")
     skip_bad: bool = Field(
         False, description="Unreadable or malformed test files get the fallback prediction (the mean map "
         "of all good files' predictions) and are listed at the end, instead of stopping the run.")
@@ -197,8 +326,14 @@ class RefineConfig(Section):
                          "on the CPU).")
 
 
-class _Param(Section):
-    """Base of the ``tune.space`` entries: an unknown key is reported with the valid ones."""
+class _Param(_Schema):
+    """Base of the ``tune.space`` entries: an unknown key is reported with the valid ones.
+
+    (Not a :class:`Section`: pydantic allows no before-validator on ``type``, the discriminator; the numbers are
+    checked for their kind below.)
+    """
+
+    _no_coercion = field_validator("low", "high", "step", mode="before", check_fields=False)(_same_kind)
 
     @model_validator(mode="before")
     @classmethod
@@ -280,8 +415,10 @@ class TuneConfig(Section):
     timeout_s: float | None = Field(None, gt=0, description="This worker starts no new trial after this many "
                                     "seconds (null: no limit).")
     storage: str | None = Field(
-        None, description="Optuna storage URL shared by all workers (sqlite:///file.db, "
-        "postgresql://user:pw@host/db, mysql://...); null: sqlite:///<train.out_dir>/<study>/study.db.")
+        None, description="Optuna storage URL shared by all workers (sqlite:///file.db, postgresql+psycopg2://user@"
+        "host/db, mysql+pymysql://...), or env:VAR to read it from environment variable VAR (keeps a password out of "
+        "every file); passwords are masked in everything saved or printed. null: "
+        "sqlite:///<train.out_dir>/<study>/study.db.")
     sampler_seed: int | None = Field(
         0, description="Seed of the TPE sampler; trial n samples with sampler_seed + n, so a resumed study or a "
         "second worker never replays earlier suggestions (null: unseeded).")
@@ -304,54 +441,116 @@ class Config(Section):
     minutes of training. configs/inversionnet.yaml and configs/convnext_unet.yaml are full-size GPU setups.
     """
 
-    name: str = Field("quickstart", description="Run name: outputs go to <train.out_dir>/<name>/.")
+    name: str = Field("quickstart", description="Run name: outputs go to <train.out_dir>/<name>/ (one plain folder "
+                      "name: letters, digits, '_', '.', '+', '-').")
     seed: int = Field(0, description="Global random seed (model init, data order, augmentation).")
     data: DataConfig = Field(default_factory=DataConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(default_factory=InversionNetConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not NAME_PATTERN.fullmatch(value):
+            raise ValueError("must be one plain folder name (letters, digits, '_', '.', '+', '-'; no '/', no '..', "
+                             "not absolute): outputs go to <train.out_dir>/<name>/")
+        return value
+
 
 def _section_keys(model: type[BaseModel]) -> str:
     return ", ".join(model.model_fields)
 
 
-def _model_at(path: list[str]) -> type[BaseModel]:
-    """The schema class reached by following ``path`` (section names) from :class:`Config`."""
-    model: type[BaseModel] = Config
-    for part in path:
-        model = model.model_fields[part].annotation  # type: ignore[assignment]
-    return model
+def _variants(annotation: Any) -> dict[str, type[BaseModel]]:
+    """Section classes a field may hold: ``{'': cls}`` for a plain section, ``{name: cls, ...}`` for a section whose
+    schema depends on its ``name`` (the model section), ``{}`` for a value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {"": annotation}
+    args = [get_args(a)[0] if get_origin(a) is Annotated else a for a in get_args(annotation)]
+    if args and all(isinstance(a, type) and issubclass(a, BaseModel) and "name" in a.model_fields for a in args):
+        return {a.model_fields["name"].default: a for a in args}
+    return {}
+
+
+def section_class(parent: type[BaseModel], field: str, values: Any = None) -> type[BaseModel] | None:
+    """The schema class of section ``field`` of ``parent``, or None when that field holds a value.
+
+    For the model section it is the class of the model ``values`` (a dict or a section) names, the default
+    model's when it names none, and the first one's when the name is unknown (validation reports it).
+    """
+    variants = _variants(parent.model_fields[field].annotation)
+    if len(variants) > 1:
+        return variants.get(_model_name(values if values is not None else {})) or next(iter(variants.values()))
+    return variants.get("")
+
+
+def _error_path(loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
+    """The dotted config path of a validation error location (model-name tags dropped) and the section class
+    holding its last key (None below a value, e.g. inside tune.space)."""
+    parts: list[str] = []
+    model: type[BaseModel] | None = Config
+    holder: type[BaseModel] | None = None
+    items = [str(p) for p in loc]
+    i = 0
+    while i < len(items):
+        part, holder = items[i], model
+        parts.append(part)
+        i += 1
+        if model is None or part not in model.model_fields:
+            model = None
+            continue
+        variants = _variants(model.model_fields[part].annotation)
+        if len(variants) > 1 and i < len(items) and items[i] in variants:
+            model = variants[items[i]]
+            i += 1
+        else:
+            model = variants.get("")
+    return parts, holder
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``tree['a']['b'] = value`` for key ``'a.b'``, checking each part against the schema."""
+    """Set ``tree['a']['b'] = value`` for key ``'a.b'``, checking each part against the schema.
+
+    In the model section a key of any model is accepted here, whatever the order of the overrides; the final
+    validation rejects keys that do not apply to the chosen ``model.name``.
+    """
     parts = key.split(".")
     model: type[BaseModel] = Config
+    parent: tuple[type[BaseModel], str] | None = None
     node = tree
     for i, part in enumerate(parts):
         where = ".".join(parts[:i]) or "the top level"
-        if part not in model.model_fields:
+        siblings = _variants(parent[0].model_fields[parent[1]].annotation).values() if parent else [model]
+        if not any(part in m.model_fields for m in siblings):
             raise ConfigError(f"unknown config key '{key}': '{part}' is not in {where}; "
                               f"valid keys: {_section_keys(model)}")
+        holder = next(m for m in siblings if part in m.model_fields)
+        child = node.get(part, {})
+        section = section_class(holder, part, child if isinstance(child, dict) else None)
         if i == len(parts) - 1:
-            node[part] = value
+            if section is None:
+                node[part] = value
+                return
+            # 'train={epochs: 2}' merges into the section (what the file set stays), key by key, checked.
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{key}' is a section: give {key}.<key>=value or a mapping such as "
+                                  f"{key}={{{next(iter(section.model_fields))}: ...}}")
+            for sub, sub_value in value.items():
+                _set_dotted(tree, f"{key}.{sub}", sub_value)
             return
-        annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if section is None:
             raise ConfigError(f"config key '{'.'.join(parts[: i + 1])}' is a value, not a section "
                               f"(in override '{key}')")
-        model = annotation
-        child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise ConfigError(f"config key '{'.'.join(parts[: i + 1])}' must be a section")
-        node = child
+        parent, model, node = (holder, part), section, node.setdefault(part, child)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -368,15 +567,20 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
+    parts, holder = _error_path(first["loc"])
+    key = ".".join(parts)
+    if first["type"] == "union_tag_invalid":
+        valid = ", ".join(sorted(_variants(Config.model_fields[parts[0]].annotation)))
+        return f"config key '{key}.name' in {source}: unknown model '{first['ctx']['tag']}'; valid: {valid}"
     if first["type"] == "extra_forbidden":
-        section = [str(p) for p in first["loc"][:-1]]
-        try:
-            valid = _section_keys(_model_at(section))
-        except (KeyError, AttributeError, TypeError):
-            valid = "?"
+        valid = _section_keys(holder) if holder is not None else "?"
+        if holder in MODEL_CONFIGS.values() and any(parts[-1] in m.model_fields for m in MODEL_CONFIGS.values()):
+            return (f"config key '{key}' in {source} does not apply to model.name={holder.model_fields['name'].default}"
+                    f"; its keys: {valid}")
         return f"unknown config key '{key}' in {source}; valid keys: {valid}"
     got = first.get("input")
+    if isinstance(got, dict):  # a whole section failed its own check: the message says what is wrong
+        return f"config key '{key}' in {source}: {first['msg']}"
     return f"config key '{key}' in {source}: {first['msg']} (got {got!r})"
 
 
@@ -393,9 +597,7 @@ def load_config(path: str | Path | None = None, overrides: Overrides | None = No
     tree: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = find_config(path)
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
@@ -422,9 +624,77 @@ def load_config(path: str | Path | None = None, overrides: Overrides | None = No
         raise ConfigError(_format_validation_error(exc, source)) from None
 
 
+_QUERY_SECRET = re.compile(r"(?i)([?&;](?:password|passwd|pwd|secret|token)=)[^&;]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (and password-like query values) replaced by ``***``.
+
+    Does not rely on the URL being valid (a mistyped one is masked too): the user info is everything between
+    ``://`` and the last ``@``; the name before its first ``:`` is kept.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{host}"
+    return scheme + sep + _QUERY_SECRET.sub(r"\1***", rest)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (e.g. a database error message) with ``url`` and every secret in it masked."""
+    text = text.replace(url, redact_url(url))
+    rest = url.partition("://")[2] or url
+    secrets = [m.group(0).partition("=")[2] for m in _QUERY_SECRET.finditer(rest)]
+    if "@" in rest:
+        secrets.append(rest.rpartition("@")[0].partition(":")[2])
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain JSON/YAML-ready dict of a config (paths as strings)."""
-    return cfg.model_dump(mode="json")
+    """Plain JSON/YAML-ready dict of a config (paths as strings), with ``tune.storage``'s password masked.
+
+    Every config that is saved (config.yaml, best.yaml, checkpoints, W&B) or printed goes through here.
+    """
+    data = cfg.model_dump(mode="json")
+    if data["tune"]["storage"]:
+        data["tune"]["storage"] = redact_url(data["tune"]["storage"])
+    return data
+
+
+def flatten_config(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Dotted ``(key, value)`` pairs of every leaf field of a config dict, following the schema ``model``."""
+    for name in model.model_fields:
+        section = section_class(model, name, values[name])
+        if section is not None:
+            yield from flatten_config(section, values[name], f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", values[name]
+
+
+def packaged_configs() -> Path:
+    """The folder of the shipped configs: ``fwi/configs/`` in an installed package, ``configs/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
+
+
+def find_config(name: str | Path) -> Path:
+    """``name`` if it is a file, else the shipped config of that name (``caformer_unet`` or
+    ``caformer_unet.yaml``); a one-line error listing the shipped names otherwise."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.parent == Path(".") and path.suffix in ("", ".yaml"):
+        shipped = packaged_configs() / f"{path.stem}.yaml"
+        if shipped.is_file():
+            return shipped
+    names = ", ".join(sorted(p.stem for p in packaged_configs().glob("*.yaml"))) or "none found"
+    raise ConfigError(f"config file not found: {name} (shipped configs, usable by name: {names})")
 
 
 def dump_config(cfg: Config) -> str:
@@ -434,11 +704,11 @@ def dump_config(cfg: Config) -> str:
     def walk(model: type[BaseModel], values: dict[str, Any], indent: int) -> None:
         pad = "  " * indent
         for name, info in model.model_fields.items():
-            annotation = info.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                doc = (annotation.__doc__ or "").strip().splitlines()[0]
+            section = section_class(model, name, values[name])
+            if section is not None:
+                doc = (section.__doc__ or "").strip().splitlines()[0]
                 lines.append(f"{pad}{name}:  # {doc}")
-                walk(annotation, values[name], indent + 1)
+                walk(section, values[name], indent + 1)
                 continue
             text = yaml.safe_dump({name: values[name]}, default_flow_style=True, width=10**6).strip()
             comment = f"  # {info.description}" if info.description else ""

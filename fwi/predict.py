@@ -1,12 +1,15 @@
 """``python -m fwi.predict``: checkpoints + test folder -> competition submission CSV.
 
 Pipeline: test files (float16 or float32 ``<oid>.npy``) stream through a DataLoader; every checkpoint
-applies its *own* saved normalization and model (:func:`fwi.checkpoint.restore_model`); the predictions
-of the ensemble (and, with ``tta="flip"``, of the flipped survey flipped back along x) are averaged,
-clipped to [VMIN, VMAX], and written as the odd x columns in chunks of ``chunk_files`` test files to a
-temporary CSV. The file is validated in full (:func:`fwi.submission.check_submission`: header, 70 rows per
-test file, ids equal to the test folder's, finite in-range values) and only then renamed onto ``out``:
-a failed run leaves no output file.
+becomes a :class:`fwi.inference.Predictor` (its *own* saved normalization and model, the TTA, clipping to
+[VMIN, VMAX]: what validation scores with ``train.val_tta``); the predictions of the ensemble (each, with
+``tta="flip"``, the mean of the direct prediction and the mirrored survey's mirrored back) are averaged and
+written as the odd x columns in chunks of ``chunk_files`` test files to a temporary CSV. The file is
+validated in full (:func:`fwi.submission.check_submission`: header, 70 rows per test file, ids equal to the
+test folder's, finite in-range values) and only then renamed onto ``out``: a failed run leaves no output
+file. With ``save_maps`` the full 70 x 70 map of every good test file is also written, as it goes, to
+``<save_maps>/<oid>.npy`` (float32 m/s, each file atomic): the pseudo-labels that ``python -m fwi.synth
+--velocity <save_maps>`` re-simulates into training data (and ``python -m fwi.refine`` reads).
 
 Bad test files (truncated, wrong shape or dtype, NaN/Inf, unreadable) are caught inside the Dataset, so
 a DataLoader worker never dies on one. By default the first one stops the run with a one-line error
@@ -22,31 +25,27 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fwi.checkpoint import load_checkpoint, restore_model
 from fwi.cli import config_parser, main_guard, resolve_config
 from fwi.config import Config
 from fwi.data.dataset import TestDataset
 from fwi.data.layout import load_test_file
 from fwi.device import resolve_device
-from fwi.engine import autocast
+from fwi.engine import amp_note, resolve_amp
 from fwi.errors import DataError, FwiError
-from fwi.io import atomic_path
-from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
+from fwi.inference import TTA, Predictor, check_tta
+from fwi.io import atomic_path, save_npy
+from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE
 from fwi.submission import check_submission, rows_frame
-
-TTA = ("none", "flip")
-"""Test-time augmentations: ``flip`` = left-right survey flip (see :func:`flip_seismic`)."""
-
 
 # ----------------------------------------------------------------------------------------------- data
 
@@ -76,58 +75,32 @@ class CheckedTestDataset(TestDataset):
 
 @dataclass
 class Member:
-    """One ensemble member: a checkpoint's model and the normalizer it was trained with."""
+    """One ensemble member: a checkpoint, its config and its predictor (its own model and normalization)."""
 
     path: Path
-    model: nn.Module
-    normalizer: nn.Module
     cfg: Config
+    predictor: Predictor
 
 
-def load_ensemble(checkpoints: Sequence[str | Path], device: torch.device, *, use_ema: bool = True) -> list[Member]:
-    """Restore every checkpoint (model in eval mode + its normalizer) onto ``device``."""
+def load_ensemble(checkpoints: Sequence[str | Path], device: torch.device, *, use_ema: bool = True,
+                  tta: str = "none", amp_dtype: torch.dtype | None = None) -> list[Member]:
+    """Restore every checkpoint as a :class:`~fwi.inference.Predictor` on ``device`` (eval mode, TTA ``tta``,
+    autocast to ``amp_dtype``)."""
     if not checkpoints:
         raise FwiError("no checkpoints given (--checkpoint PATH or predict.checkpoints=[...])")
+    check_tta(tta)
     members = []
     for path in checkpoints:
-        model, normalizer, cfg = restore_model(load_checkpoint(path), use_ema=use_ema)
-        members.append(Member(Path(path), model.to(device).eval(), normalizer.to(device).eval(), cfg))
+        predictor, cfg = Predictor.from_checkpoint(path, device=device, use_ema=use_ema, tta=tta, amp_dtype=amp_dtype)
+        members.append(Member(Path(path), cfg, predictor))
     return members
 
 
-def check_tta(tta: str) -> None:
-    """Reject an unknown test-time augmentation name with a one-line error."""
-    if tta not in TTA:
-        raise FwiError(f"unknown tta '{tta}' (predict.tta): use one of {', '.join(TTA)}")
-
-
-def flip_seismic(seismic: torch.Tensor) -> torch.Tensor:
-    """Left-right survey flip of raw seismic ``[B, 5, 1000, 70]``: source order and receivers reversed.
-
-    Same convention as :class:`fwi.data.augment.SeismicFlip`; the velocity map flips along x (last axis).
-    """
-    return seismic.flip(dims=(1, 3))
-
-
-@torch.no_grad()
-def predict_batch(members: Sequence[Member], seismic: torch.Tensor, *, tta: str = "none",
-                  amp: bool = True) -> torch.Tensor:
-    """Ensemble (+ TTA) prediction for raw seismic ``[B, 5, 1000, 70]`` on the members' device.
-
-    Returns float32 ``[B, 70, 70]`` velocities in m/s clipped to [VMIN, VMAX]: the mean over members of
-    each member's prediction (with ``tta="flip"``: the mean of the direct prediction and the prediction
-    of the flipped survey, flipped back along x). Each member normalizes the raw input itself.
-    """
-    check_tta(tta)
-    inputs = [seismic, flip_seismic(seismic)] if tta == "flip" else [seismic]
-    total = torch.zeros(seismic.shape[0], NZ, NX, dtype=torch.float32, device=seismic.device)
-    for m in members:
-        for k, x in enumerate(inputs):
-            with autocast(seismic.device, amp):
-                pred = m.model(m.normalizer(x))  # [B, 1, 70, 70] m/s
-            pred = pred.float().reshape(-1, NZ, NX)
-            total += pred.flip(-1) if k == 1 else pred
-    return (total / (len(members) * len(inputs))).clamp_(VMIN, VMAX)
+def predict_batch(members: Sequence[Member], seismic: torch.Tensor) -> torch.Tensor:
+    """Ensemble prediction for raw seismic ``[B, 5, 1000, 70]``: float32 ``[B, 70, 70]`` m/s in [VMIN, VMAX], the
+    mean over members of each member's prediction (its own normalization, TTA and autocast)."""
+    total = sum(m.predictor(seismic) for m in members)  # [B, 1, 70, 70]
+    return (total / len(members)).reshape(-1, NZ, NX)
 
 
 # ------------------------------------------------------------------------------------------------ CSV
@@ -162,37 +135,113 @@ class ChunkedCsvWriter:
         self.oids, self.maps = [], []
 
 
+class MapWriter:
+    """``<folder>/<oid>.npy`` maps written by ``threads`` threads, each file atomically (:func:`fwi.io.save_npy`), so
+    the two fsyncs per file overlap inference instead of adding to it (one file at a time made ~120 files/s on this
+    project's CPU machine, 8 threads ~10 times as many). ``folder`` None: writes nothing. A failed write (a full
+    disk) is raised by a later :meth:`add` or on leaving the ``with`` block."""
+
+    def __init__(self, folder: Path | None, threads: int = 8):
+        self.folder = folder
+        self.pool = ThreadPoolExecutor(threads) if folder is not None else None
+        self.pending: list[Future] = []
+
+    def add(self, oids: Sequence[str], maps: np.ndarray) -> None:
+        """Queue ``maps`` ``[N, 70, 70]`` (m/s) of test files ``oids``."""
+        if self.pool is None:
+            return
+        running = []
+        for future in self.pending:
+            if future.done():
+                future.result()  # re-raises the write's error
+            else:
+                running.append(future)
+        self.pending = running + [self.pool.submit(save_npy, self.folder / f"{oid}.npy", m)
+                                  for oid, m in zip(oids, maps, strict=True)]
+
+    def __enter__(self) -> MapWriter:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            if kind is None:
+                for future in self.pending:
+                    future.result()
+
+
 # -------------------------------------------------------------------------------------------- predict
+
+
+def default_out(members: Sequence[Member]) -> Path:
+    """``submissions/<run>.csv`` after the members' run names (``name`` in their configs), joined by ``+``."""
+    names = dict.fromkeys(m.cfg.name.replace("/", "_") for m in members)
+    return Path("submissions") / f"{'+'.join(names)}.csv"
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Refuse, up front, an output that is a directory, sits under a file, or exists (unless ``force``)."""
+    if out.is_dir():
+        raise FwiError(f"--out {out} is a directory: give the CSV file to write, e.g. {out / 'submission.csv'}")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FwiError(f"--out {out}: {blocking} is a file, not a folder")
+    if out.exists() and not force:
+        raise FwiError(f"{out} exists: pass --force to overwrite it, or --out another file")
+
+
+def check_maps_dir(folder: Path, force: bool) -> None:
+    """Refuse, up front, a ``--save-maps`` folder that is a file or already holds maps (unless ``force``)."""
+    if folder.exists() and not folder.is_dir():
+        raise FwiError(f"--save-maps {folder} is a file: give a folder to write <oid>.npy maps into")
+    if folder.is_dir() and not force and next(folder.glob("*.npy"), None) is not None:
+        raise FwiError(f"--save-maps {folder} already holds maps: pass --force to overwrite them, or give another "
+                       "folder")
 
 
 def predict(
     checkpoints: Sequence[str | Path],
     test_dir: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
+    force: bool = False,
     batch_size: int = 32,
     device: str = "auto",
     workers: int = 2,
     tta: Literal["none", "flip"] = "none",
     skip_bad: bool = False,
     amp: bool = True,
+    amp_dtype: Literal["auto", "bf16", "fp16"] = "auto",
     use_ema: bool = True,
     float_precision: int | None = 2,
     chunk_files: int = 2048,
     progress: bool = True,
+    save_maps: str | Path | None = None,
 ) -> Path:
     """Predict every ``<oid>.npy`` in ``test_dir`` with the ensemble of ``checkpoints``; write ``out``.
 
+    ``out`` None: :func:`default_out`. An existing ``out`` is refused unless ``force``, before any inference.
+    ``amp``/``amp_dtype``: mixed precision of the forward passes (:func:`fwi.engine.resolve_amp`).
     See the module docstring for the pipeline, the bad-file policy and the ``skip_bad`` fallback.
-    ``float_precision``: decimals written per value (None: full float32). Returns ``out`` once it is
+    ``float_precision``: decimals written per value (None: full float32). ``save_maps``: a folder that gets
+    ``<oid>.npy``, the full float32 ``[70, 70]`` map (m/s) written to the CSV, of every good test file (bad files
+    skipped with ``skip_bad`` get none); a folder already holding maps needs ``force``. Returns ``out`` once it is
     written and validated; on any error ``out`` is left untouched (no partial file). Raises
     :class:`~fwi.errors.FwiError` (one line) for bad input.
     """
     check_tta(tta)
-    out = Path(out)
+    if out is not None:
+        out = Path(out)
+        check_out(out, force)
+    if save_maps is not None:
+        save_maps = Path(save_maps)
+        check_maps_dir(save_maps, force)
     dev = resolve_device(device)
     dataset = CheckedTestDataset(test_dir)  # lists the folder first: a wrong path fails before any loading
-    members = load_ensemble(checkpoints, dev, use_ema=use_ema)
+    members = load_ensemble(checkpoints, dev, use_ema=use_ema, tta=tta, amp_dtype=resolve_amp(amp, amp_dtype, dev))
+    if out is None:
+        out = default_out(members)
+        check_out(out, force)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=dev.type == "cuda", prefetch_factor=4 if workers > 0 else None)
     bad: list[tuple[str, str]] = []
@@ -200,8 +249,8 @@ def predict(
     n_good = 0
     started = time.monotonic()
     with atomic_path(out) as tmp:
-        with open(tmp, "wb") as f, tqdm(total=len(dataset), desc="predict", unit="sample", disable=not progress,
-                                         dynamic_ncols=True) as bar:
+        with open(tmp, "wb") as f, MapWriter(save_maps) as maps_out, tqdm(
+                total=len(dataset), desc="predict", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
             writer = ChunkedCsvWriter(f, chunk_files=chunk_files, float_precision=float_precision)
             for oids, seismic, errors in loader:
                 ok = [not e for e in errors]
@@ -214,10 +263,11 @@ def predict(
                     oids = [o for o, k in zip(oids, ok, strict=True) if k]
                 if oids:
                     seismic = seismic.to(dev, non_blocking=True)
-                    pred = predict_batch(members, seismic, tta=tta, amp=amp).cpu()
+                    pred = predict_batch(members, seismic).cpu()
                     good_sum += pred.double().sum(0)
                     n_good += len(oids)
                     writer.add(oids, pred.numpy())
+                    maps_out.add(oids, pred.numpy())
                 bar.update(len(ok))
             if bad:
                 if n_good == 0:
@@ -248,11 +298,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint to use; repeat to ensemble (predict.checkpoints)")
     parser.add_argument("--test-dir", type=Path, metavar="DIR", help="folder of <oid>.npy test files (data.test_dir)")
     parser.add_argument("--out", type=Path, metavar="CSV",
-                        help="submission to write (predict.out; default submissions/<name>.csv)")
+                        help="submission to write (predict.out; default submissions/<run>.csv after the checkpoints' "
+                        "run names)")
+    parser.add_argument("--force", action="store_true", help="overwrite the output file (and --save-maps maps) if "
+                        "they exist")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no timing line")
     parser.add_argument("--batch-size", type=int, metavar="N", help="test files per forward pass (predict.batch_size)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (predict.device)")
     parser.add_argument("--workers", type=int, metavar="N", help="DataLoader workers (predict.workers)")
     parser.add_argument("--tta", choices=TTA, help="test-time augmentation (predict.tta)")
+    parser.add_argument("--save-maps", type=Path, metavar="DIR", help="also write every test file's full 70x70 map "
+                        "as DIR/<oid>.npy (float32 m/s), e.g. pseudo-labels for python -m fwi.synth --velocity DIR "
+                        "(predict.save_maps)")
     parser.add_argument("--skip-bad", action=argparse.BooleanOptionalAction, default=None,
                         help="give bad test files the fallback prediction instead of stopping (predict.skip_bad)")
     args = parser.parse_intermixed_args(argv)
@@ -260,16 +317,17 @@ def main(argv: list[str] | None = None) -> int:
         "predict.checkpoints": [str(p) for p in args.checkpoint] if args.checkpoint else None,
         "data.test_dir": args.test_dir, "predict.out": args.out, "predict.batch_size": args.batch_size,
         "predict.device": args.device, "predict.workers": args.workers, "predict.tta": args.tta,
-        "predict.skip_bad": args.skip_bad,
+        "predict.skip_bad": args.skip_bad, "predict.save_maps": args.save_maps,
     }
-    cfg = resolve_config(args, {k: v for k, v in flags.items() if v is not None})
+    cfg = resolve_config(args, {k: v for k, v in flags.items() if v is not None},
+                         notes=lambda c: [amp_note("predict", c.predict)])
     p = cfg.predict
     if cfg.data.test_dir is None:
         raise FwiError("no test directory: pass --test-dir DIR (or data.test_dir=DIR)")
-    out = p.out if p.out is not None else Path("submissions") / f"{cfg.name}.csv"
-    predict(p.checkpoints, cfg.data.test_dir, out, batch_size=p.batch_size, device=p.device, workers=p.workers,
-            tta=p.tta, skip_bad=p.skip_bad, amp=p.amp, use_ema=p.use_ema, float_precision=p.float_precision,
-            chunk_files=p.chunk_files)
+    out = predict(p.checkpoints, cfg.data.test_dir, p.out, force=args.force, batch_size=p.batch_size,
+                  device=p.device, workers=p.workers, tta=p.tta, skip_bad=p.skip_bad, amp=p.amp,
+                  amp_dtype=p.amp_dtype, use_ema=p.use_ema, float_precision=p.float_precision,
+                  chunk_files=p.chunk_files, progress=not args.quiet, save_maps=p.save_maps)
     print(out)
     return 0
 

@@ -1,4 +1,4 @@
-"""The competition's submission format (DESIGN.md §1): one row per (test file, depth row).
+"""The competition's submission format (docs/data.md): one row per (test file, depth row).
 
 Columns ``oid_ypos, x_1, x_3, ..., x_69``: id ``<oid>_y_<row>`` for rows 0..69 and the velocity (m/s) of
 the odd x columns. Used by fwi.predict (writing), fwi.score and fwi.submit (reading and checking), and

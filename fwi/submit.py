@@ -1,18 +1,19 @@
 """``python -m fwi.submit S.csv -m MESSAGE``: validate a submission CSV in full, then upload it to Kaggle.
 
-Upload is ``kaggle competitions submit -c COMPETITION -f FILE -m MESSAGE`` (the official CLI, run
-without a shell). Before anything is uploaded: the ``kaggle`` executable must be on PATH, credentials
-must exist (see :func:`find_credentials`), and the file must pass :func:`fwi.submission.check_submission`
-(header, 70 rows y_0..y_69 per test file, finite values in [1500, 4500] m/s, ids equal to the test
-folder's when ``--test-dir`` is given) and hold the full test set's 4,607,260 rows unless
-``--allow-partial``.
+First the file must pass :func:`fwi.submission.check_submission` (header, 70 rows y_0..y_69 per test file,
+finite values in [1500, 4500] m/s, ids equal to the test folder's when ``--test-dir`` is given) and hold the
+full test set's 4,607,260 rows unless ``--allow-partial``; ``--dry-run`` stops there. Then the ``kaggle``
+package must be installed in this Python environment and credentials must exist (see
+:func:`find_credentials`), and the upload is ``python -m kaggle competitions submit -c COMPETITION -f FILE -m
+MESSAGE`` with this interpreter (so it works from a venv that is not activated; no shell).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
-import shutil
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -62,22 +63,21 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def kaggle_installed() -> bool:
+    """Whether the ``kaggle`` package is importable here (looked up, not imported: importing it authenticates)."""
+    return importlib.util.find_spec("kaggle") is not None
+
+
 def submit(csv: str | Path, message: str, *, competition: str = COMPETITION, test_dir: str | Path | None = None,
-           allow_partial: bool = False) -> None:
+           allow_partial: bool = False, dry_run: bool = False) -> None:
     """Validate ``csv`` and upload it with ``message``; raise :class:`FwiError` (one line) on any problem.
 
-    The Kaggle CLI's output is passed through to this process's stdout/stderr as it runs.
+    ``dry_run``: validate and print the upload command, upload nothing (no kaggle package or credentials
+    needed). The Kaggle CLI's output is passed through to this process's stdout/stderr as it runs.
     """
     csv = Path(csv)
     if not message.strip():
         raise FwiError("empty submission message (-m MESSAGE)")
-    kaggle = shutil.which("kaggle")
-    if kaggle is None:
-        raise FwiError("the 'kaggle' command is not on PATH: pip install kaggle (or activate the environment "
-                       "that has it)")
-    if find_credentials() is None:
-        raise FwiError("no Kaggle credentials: put kaggle.json (from kaggle.com > Settings > API) in ~/.kaggle/ "
-                       "or $KAGGLE_CONFIG_DIR, or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)")
     expected = None
     if test_dir is not None:
         expected = [oid for oid, _ in list_test_files(test_dir)]
@@ -85,13 +85,23 @@ def submit(csv: str | Path, message: str, *, competition: str = COMPETITION, tes
     if not allow_partial and info.n_rows != FULL_ROWS:
         raise FwiError(f"{csv}: {info.n_rows:,} rows ({len(info.oids):,} test files), but the full test set needs "
                        f"{FULL_ROWS:,} ({N_TEST_FILES:,} x {NZ}); pass --allow-partial to upload it anyway")
+    cmd = [sys.executable, "-m", "kaggle", "competitions", "submit", "-c", competition, "-f", str(csv), "-m", message]
     print(f"{csv}: valid, {info.n_rows:,} rows ({len(info.oids):,} test files), velocities "
-          f"{info.min:.1f}..{info.max:.1f} m/s; uploading to {competition}", file=sys.stderr)
-    cmd = [kaggle, "competitions", "submit", "-c", competition, "-f", str(csv), "-m", message]
+          f"{info.min:.1f}..{info.max:.1f} m/s", file=sys.stderr)
+    if dry_run:
+        print(f"dry run, nothing uploaded; would run: {shlex.join(['python', *cmd[1:]])}")
+        return
+    if not kaggle_installed():
+        raise FwiError(f"the kaggle package is not installed for {sys.executable}: pip install kaggle (or use "
+                       "--dry-run to validate only)")
+    if find_credentials() is None:
+        raise FwiError("no Kaggle credentials: put kaggle.json (from kaggle.com > Settings > API) in ~/.kaggle/ "
+                       "or $KAGGLE_CONFIG_DIR, or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)")
+    print(f"uploading to {competition}", file=sys.stderr)
     try:
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     except OSError as exc:
-        raise FwiError(f"could not run {kaggle}: {exc}") from None
+        raise FwiError(f"could not run {shlex.join(cmd[:3])}: {exc}") from None
     # Pass stderr through as it comes (upload progress) while keeping it for the error message.
     chunks: list[str] = []
     assert proc.stderr is not None
@@ -113,13 +123,14 @@ def main(argv: list[str] | None = None) -> int:
                            "Validate a submission CSV and upload it: kaggle competitions submit -c COMPETITION "
                            "-f CSV -m MESSAGE.")
     parser.usage = ("python -m fwi.submit CSV -m MESSAGE [--competition SLUG] [--test-dir DIR] [--allow-partial] "
-                    "[--config FILE] [section.key=value ...]")
+                    "[--dry-run] [--config FILE] [section.key=value ...]")
     parser.add_argument("-m", "--message", required=True, help="submission description shown on Kaggle")
     parser.add_argument("--competition", default=COMPETITION, metavar="SLUG", help=f"default {COMPETITION}")
     parser.add_argument("--test-dir", type=Path, metavar="DIR",
                         help="check the ids equal this folder's <oid>.npy files (data.test_dir)")
     parser.add_argument("--allow-partial", action="store_true",
                         help=f"accept fewer rows than the full test set's {FULL_ROWS:,}")
+    parser.add_argument("--dry-run", action="store_true", help="validate and show the upload command; upload nothing")
     args = parser.parse_intermixed_args(argv)
     # The CSV shares the positional slot with the overrides: it is the one positional not shaped key=value.
     files = [a for a in args.overrides if not _OVERRIDE.match(a)]
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = [a for a in args.overrides if _OVERRIDE.match(a)]
     cfg = resolve_config(args, {"data.test_dir": args.test_dir} if args.test_dir is not None else None)
     submit(files[0], args.message, competition=args.competition, test_dir=cfg.data.test_dir,
-           allow_partial=args.allow_partial)
+           allow_partial=args.allow_partial, dry_run=args.dry_run)
     return 0
 
 

@@ -1,15 +1,18 @@
 """``python -m fwi.tune``: hyperparameter search with Optuna; every trial is one :func:`fwi.train.train` run.
 
 The search space is declared in the config (``tune.space``: dotted config key -> parameter spec). Trial ``n``
-trains the resolved config plus its suggestions, named ``<study>/trial_<n>`` (so its run folder is
-``<train.out_dir>/<study>/trial_<n>/``) with ``seed = seed + n``. Its per-epoch validation MAE feeds the pruner.
+trains the resolved config plus its suggestions, named ``trial_<n>`` in ``<train.out_dir>/<study>/`` (its run
+folder is ``<train.out_dir>/<study>/trial_<n>/``) with ``seed = seed + n``. Its per-epoch validation MAE feeds the
+pruner.
 
 The study lives in an Optuna storage (default ``sqlite:///<train.out_dir>/<study>/study.db``) that any number of
-workers may share (PostgreSQL/MySQL for several processes or machines). ``tune.n_trials`` is the number of
-*finished* (complete or pruned) trials the study should hold in total: rerunning the command after an
-interruption, or starting another worker, runs only the missing ones. Failed trials (an exception, NaN loss, out
-of memory, an invalid combination) are recorded with their reason and do not count; a trial whose worker was
-killed stops sending heartbeats and is marked failed after ``2 x tune.heartbeat_s`` seconds.
+workers may share (PostgreSQL/MySQL for several processes or machines). A password in the storage URL never
+reaches a file or the console: pass it as ``tune.storage=env:VAR`` (read from the environment when the study
+opens), and any URL is masked in everything saved (trial configs, checkpoints, best.yaml, W&B) or printed.
+``tune.n_trials`` is the number of *finished* (complete or pruned) trials the study should hold in total: rerunning
+the command after an interruption, or starting another worker, runs only the missing ones. Failed trials (an
+exception, NaN loss, out of memory, an invalid combination) are recorded with their reason and do not count; a
+trial whose worker was killed stops sending heartbeats and is marked failed after ``2 x tune.heartbeat_s`` seconds.
 
 Outputs in ``<train.out_dir>/<study>/``: ``best.yaml`` (the base config with the best parameters, ready for
 ``python -m fwi.train --config``), ``trials.csv``, ``history.png`` and ``importance.png``.
@@ -21,13 +24,12 @@ import gc
 import json
 import math
 import os
-import re
 import signal
 import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +37,11 @@ import optuna
 import polars as pl
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, Trial, TrialState
-from pydantic import BaseModel
 
 from fwi.cli import config_parser, main_guard, resolve_config
 from fwi.config import (
+    ENV_PREFIX,
+    NAME_PATTERN,
     CategoricalParam,
     Config,
     FloatParam,
@@ -46,8 +49,11 @@ from fwi.config import (
     ParamSpec,
     TuneConfig,
     config_to_dict,
+    flatten_config,
     load_config,
+    redact_url,
     save_config,
+    scrub,
 )
 from fwi.errors import ConfigError, FwiError
 from fwi.io import atomic_path
@@ -59,7 +65,6 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SURPLUS = "surplus: the study already had tune.n_trials trials finished or running when this one started"
 """``fail_reason`` of a trial started by a worker racing another one for the last slot (it trains nothing)."""
 
-_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -73,19 +78,13 @@ class _Surplus(Exception):
 
 # --- configs of trials --------------------------------------------------------------------------------------
 
-def _flatten(model: type[BaseModel], values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Dotted ``(key, value)`` pairs of every leaf field of a config dict, following the schema."""
-    for name, info in model.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from _flatten(annotation, values[name], f"{prefix}{name}.")
-        else:
-            yield f"{prefix}{name}", values[name]
-
-
 def with_overrides(cfg: Config, overrides: Iterable[tuple[str, Any]]) -> Config:
-    """``cfg`` with dotted-key overrides applied, validated by the schema (:class:`ConfigError` names the key)."""
-    return load_config(None, [*_flatten(Config, config_to_dict(cfg)), *overrides])
+    """``cfg`` with dotted-key overrides applied, validated by the schema (:class:`ConfigError` names the key).
+
+    The result carries ``tune.storage`` masked (see :func:`fwi.config.config_to_dict`): trial configs never
+    hold the storage password.
+    """
+    return load_config(None, [*flatten_config(Config, config_to_dict(cfg)), *overrides])
 
 
 def _candidates(spec: ParamSpec) -> list[Any]:
@@ -141,9 +140,10 @@ def decode_params(cfg: Config, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_config(cfg: Config, study_name: str, number: int, params: dict[str, Any]) -> Config:
-    """The config trial ``number`` trains: ``cfg`` + ``params``, ``name=<study>/trial_<n>``, ``seed=seed+n``."""
-    return with_overrides(cfg, [*params.items(), ("name", f"{study_name}/trial_{number}"),
-                                ("seed", cfg.seed + number)])
+    """The config trial ``number`` trains: ``cfg`` + ``params``, ``name=trial_<n>`` in
+    ``train.out_dir=<out_dir>/<study>`` (its run folder: ``<out_dir>/<study>/trial_<n>/``), ``seed=seed+n``."""
+    return with_overrides(cfg, [*params.items(), ("name", f"trial_{number}"),
+                                ("train.out_dir", str(cfg.train.out_dir / study_name)), ("seed", cfg.seed + number)])
 
 
 def best_config(cfg: Config, study_name: str, params: dict[str, Any]) -> Config:
@@ -154,27 +154,38 @@ def best_config(cfg: Config, study_name: str, params: dict[str, Any]) -> Config:
 # --- storage, sampler, pruner ---------------------------------------------------------------------------------
 
 def storage_url(cfg: Config, study_name: str) -> str:
-    """``tune.storage``, or ``sqlite:///<train.out_dir>/<study>/study.db`` (its folder created)."""
-    if cfg.tune.storage:
-        return cfg.tune.storage
+    """The study's storage URL: ``tune.storage``, the URL in the environment variable it names (``env:VAR``), or
+    ``sqlite:///<train.out_dir>/<study>/study.db`` (its folder created). It may hold a password: print and save
+    only :func:`fwi.config.redact_url` of it."""
+    storage = cfg.tune.storage
+    if storage and storage.startswith(ENV_PREFIX):
+        var = storage[len(ENV_PREFIX):]
+        if not os.environ.get(var):
+            raise ConfigError(f"tune.storage is {storage} but the environment variable {var} is not set (export "
+                              f"{var}=postgresql+psycopg2://user:password@host/db)")
+        return os.environ[var]
+    if storage:
+        if ":***@" in storage:
+            raise ConfigError("tune.storage holds a masked password (':***@', from a saved config): pass the real URL "
+                              "with --storage, or better env:VAR")
+        return storage
     path = cfg.train.out_dir / study_name / "study.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
 
-def _redact(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is reported by open_storage
-        return url
+_DRIVERS = {"psycopg2": "pip install psycopg2-binary", "psycopg": "pip install 'psycopg[binary]'",
+            "pymysql": "pip install pymysql", "MySQLdb": "pip install mysqlclient"}
 
 
 def open_storage(url: str, heartbeat_s: int, *, attempts: int = 4) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage with trial heartbeats; retried when several workers create its tables at once."""
+    """An Optuna RDB storage with trial heartbeats; retried when several workers create its tables at once.
+
+    Every error is one line with the URL's password masked (:func:`fwi.config.scrub`).
+    """
     import sqlalchemy.exc
 
+    shown = redact_url(url)
     sqlite = url.startswith("sqlite")
     engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     for attempt in range(attempts):
@@ -182,15 +193,19 @@ def open_storage(url: str, heartbeat_s: int, *, attempts: int = 4) -> optuna.sto
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s)
-        except ModuleNotFoundError as exc:
-            raise FwiError(f"storage {_redact(url)} needs a database driver that is not installed ({exc}); "
-                           "for PostgreSQL: pip install psycopg2-binary, for MySQL: pip install pymysql") from None
-        except sqlalchemy.exc.ArgumentError as exc:
-            raise FwiError(f"invalid storage URL {_redact(url)}: {exc}") from None
+        except ImportError as exc:  # optuna re-raises the driver's ModuleNotFoundError as a bare ImportError
+            missing = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
+            module = (missing.name or "?").split(".")[0]
+            hint = _DRIVERS.get(module, f"pip install {module}")
+            raise FwiError(f"storage {shown} needs the database driver '{module}', which is not installed: {hint}, "
+                           "or name an installed driver in the URL (PostgreSQL: postgresql+psycopg2://...)") from None
+        except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise FwiError(scrub(f"invalid storage URL {shown}: {first}", url)) from None
         except sqlalchemy.exc.SQLAlchemyError as exc:
             if attempt == attempts - 1:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise FwiError(f"cannot open storage {_redact(url)}: {first}") from None
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise FwiError(scrub(f"cannot open storage {shown}: {first}", url)) from None
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
 
@@ -415,8 +430,9 @@ def tune(cfg: Config, study_name: str, *, progress: bool | None = None) -> optun
     failed trials in a row. Writes the outputs (see the module docstring) and returns the study.
     ``progress``: tqdm bars inside each trial (default: when stderr is a terminal).
     """
-    if not _STUDY_NAME.fullmatch(study_name):
-        raise ConfigError(f"study name '{study_name}' must be letters, digits, '_', '.' or '-' (it names a folder)")
+    if not NAME_PATTERN.fullmatch(study_name):
+        raise ConfigError(f"study name '{study_name}' must be letters, digits, '_', '.', '+' or '-' (it names a "
+                          "folder)")
     check_space(cfg)
     t = cfg.tune
     if progress is None:
@@ -427,7 +443,7 @@ def tune(cfg: Config, study_name: str, *, progress: bool | None = None) -> optun
                                 load_if_exists=True)
     _fail_stale(study)
     finished, running = _counts(study)
-    print(f"study '{study_name}' in {_redact(url)}: {finished} of {t.n_trials} trials finished, {running} running; "
+    print(f"study '{study_name}' in {redact_url(url)}: {finished} of {t.n_trials} trials finished, {running} running; "
           f"worker {worker_id()}", flush=True)
     deadline = None if t.timeout_s is None else time.monotonic() + t.timeout_s
     objective = Objective(cfg, study_name, progress=progress)
@@ -488,10 +504,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", metavar="NAME", help="study name (required): outputs go to runs/NAME/, trials to "
                         "runs/NAME/trial_<n>/; rerun with the same name to resume, or start more workers")
     parser.add_argument("--storage", metavar="URL", help="Optuna storage shared by the workers (tune.storage; "
-                        "default sqlite:///runs/NAME/study.db)")
+                        "default sqlite:///runs/NAME/study.db); env:VAR reads the URL from environment variable VAR")
     parser.add_argument("--n-trials", type=int, metavar="N", help="finished trials wanted in total (tune.n_trials)")
     parser.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds (tune.timeout_s)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     extra = {"tune.storage": args.storage, "tune.n_trials": args.n_trials, "tune.timeout_s": args.timeout}
     cfg = resolve_config(args, {k: v for k, v in extra.items() if v is not None})
     if not args.study:

@@ -20,7 +20,14 @@ from fwi.data.layout import (
     read_npy_header,
     scan_values,
 )
-from fwi.data.manifest import MANIFEST_SCHEMA, build_manifest, n_val_files, split_summary, val_file_mask
+from fwi.data.manifest import (
+    MANIFEST_SCHEMA,
+    build_manifest,
+    n_val_files,
+    split_summary,
+    too_few_files,
+    val_file_mask,
+)
 from fwi.errors import DataError
 
 
@@ -252,17 +259,36 @@ def test_manifest_rows_and_columns(kaggle_tree):
         assert v.split("/")[-1].removeprefix("model").removeprefix("vel") == key
 
 
-def test_split_is_grouped_by_file_seeded_and_deterministic(kaggle_tree):
-    m = build_manifest(kaggle_tree.root, val_fraction=0.1, seed=3)
-    assert m.equals(build_manifest(kaggle_tree.root, val_fraction=0.1, seed=3))
+def test_split_is_grouped_by_file_seeded_and_deterministic(kaggle_tree, capsys):
+    m = build_manifest(kaggle_tree.root, val_fraction=0.5, seed=3)
+    assert m.equals(build_manifest(kaggle_tree.root, val_fraction=0.5, seed=3))
     per_file = m.group_by("seismic_path").agg(pl.col("split").n_unique())
     assert per_file["split"].to_list() == [1] * 4  # no file is split
     summary = split_summary(m)
     # every family (2 files each) gets exactly one validation file
     assert summary.filter(pl.col("split") == "val")["files"].to_list() == [1, 1]
     # filtering families does not change the split of the others
-    only = build_manifest(kaggle_tree.root, val_fraction=0.1, seed=3, families=["FlatVel_A"])
+    only = build_manifest(kaggle_tree.root, val_fraction=0.5, seed=3, families=["FlatVel_A"])
     assert only.equals(m.filter(pl.col("family") == "FlatVel_A"))
+    assert capsys.readouterr().err == ""  # no family needed the sample split
+
+
+def test_too_few_files_are_split_by_sample_with_a_one_line_note(make_tree, capsys):
+    """Kaggle's layout (2 files per family): a file split at 0.1 would hold out half of each family."""
+    spec = {"FlatVel_A": [(f"data/data{i}.npy", f"model/model{i}.npy", 10) for i in (1, 2)],
+            "Style_A": [(f"data/data{i}.npy", f"model/model{i}.npy", 2) for i in range(1, 11)]}
+    tree = make_tree(spec, test_files=False)
+    m = build_manifest(tree.root, val_fraction=0.1, seed=3)
+    assert capsys.readouterr().err.splitlines() == [
+        "note: FlatVel_A: too few files to hold out val_fraction=0.1 by file; their samples are split instead"]
+    flat = m.filter(pl.col("family") == "FlatVel_A")
+    assert flat.equals(build_manifest(tree.root, val_fraction=0.1, seed=3, split_by="sample",
+                                      families=["FlatVel_A"]))
+    assert (flat["split"] == "val").sum() == 2  # 10 % of 20 samples, not one of the two files (50 %)
+    style = m.filter(pl.col("family") == "Style_A").group_by("seismic_path").agg(pl.col("split").first())
+    assert (style["split"] == "val").sum() == 1  # 10 files: one whole file held out, as asked
+    assert [too_few_files(n, 0.1) for n in (1, 2, 3, 4, 5, 10)] == [True, True, True, True, False, False]
+    assert not too_few_files(2, 0.5) and not too_few_files(1, 0.0)
 
 
 def test_split_by_sample_holds_out_a_fraction_of_each_family(make_tree):
@@ -288,11 +314,14 @@ def test_val_file_selection_rules():
     assert tuple(val_file_mask("Style_A", 20, 0.25, 4)) == tuple(val_file_mask("Style_A", 20, 0.25, 4))
 
 
-def test_single_file_family_goes_to_train_with_warning(make_tree):
-    tree = make_tree(one_family("Solo", [("seis1.npy", "vel1.npy", 2)]), test_files=False)
-    with pytest.warns(UserWarning, match="Solo has only 1 file"):
+def test_single_sample_family_goes_to_train_with_warning(make_tree, capsys):
+    tree = make_tree(one_family("Solo", [("seis1.npy", "vel1.npy", 1)]), test_files=False)
+    with pytest.warns(UserWarning, match="Solo has only 1 sample"):
         m = build_manifest(tree.root, val_fraction=0.2)
     assert set(m["split"]) == {"train"}
+    tree = make_tree(one_family("Pair", [("seis1.npy", "vel1.npy", 2)]), test_files=False)
+    m = build_manifest(tree.root, val_fraction=0.2)  # one file: split by sample, one of its two samples held out
+    assert m["split"].to_list().count("val") == 1 and "note: Pair: too few files" in capsys.readouterr().err
 
 
 def test_manifest_family_filter_error(kaggle_tree):

@@ -12,6 +12,7 @@ from fwi.data.normalize import (
     cached_stats,
     file_chunks,
 )
+from fwi.errors import DataError
 from fwi.physics.acquisition import unit_to_velocity, velocity_to_unit
 
 
@@ -86,3 +87,40 @@ def test_stats_do_not_depend_on_file_order(tmp_path):
     backward = accumulate_stats(file_chunks(dict(reversed(files.items())), chunk=2))
     np.testing.assert_array_equal(forward.mean, backward.mean)
     np.testing.assert_array_equal(forward.std, backward.std)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_training_seismic_names_the_file_and_sample(tmp_path, bad):
+    rng = np.random.default_rng(2)
+    good = rng.standard_normal((3, 5, 1000, 70)).astype(np.float32)
+    broken = rng.standard_normal((40, 5, 1000, 70)).astype(np.float16)
+    broken[37, 2, 500, 10] = bad  # in the second chunk of 32
+    np.save(tmp_path / "a.npy", good)
+    np.save(tmp_path / "b.npy", broken)
+    files = {str(tmp_path / "a.npy"): [0, 1, 2], str(tmp_path / "b.npy"): list(range(40))}
+    with pytest.raises(DataError) as info:
+        cached_stats(files, tmp_path / "cache", progress=False)
+    assert str(info.value) == (f"{tmp_path / 'b.npy'}: sample 37 of the training seismic contains NaN or Inf (1 bad "
+                               "samples in this chunk of 8); fix or remove the file")
+    assert not (tmp_path / "cache").exists()  # nothing cached
+    files[str(tmp_path / "b.npy")] = [0, 36, 38]  # the bad sample not in the split: fine
+    assert cached_stats(files, tmp_path / "cache", progress=False).count == 6
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "nan"])
+def test_damaged_stats_cache_is_recomputed(tmp_path, capsys, damage):
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "a.npy", rng.standard_normal((4, 5, 1000, 70)).astype(np.float32))
+    files = {str(tmp_path / "a.npy"): [0, 1, 2, 3]}
+    stats = cached_stats(files, tmp_path / "cache", progress=False)
+    (cache,) = (tmp_path / "cache").iterdir()
+    if damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[:1000])
+    elif damage == "text":
+        cache.write_text("not a zip")
+    else:
+        SeismicStats(mean=np.full((5, 1000, 70), np.nan), std=stats.std, count=4).save(cache)
+    again = cached_stats(files, tmp_path / "cache", progress=False)
+    np.testing.assert_array_equal(again.mean, stats.mean)
+    assert capsys.readouterr().err.startswith(f"warning: {cache}: ")
+    np.testing.assert_array_equal(SeismicStats.load(cache).mean, stats.mean)  # the cache was rewritten whole

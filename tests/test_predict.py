@@ -18,6 +18,7 @@ from fwi import predict as predict_module
 from fwi.checkpoint import load_checkpoint, make_checkpoint_state, restore_model, save_checkpoint
 from fwi.config import load_config
 from fwi.data.normalize import Normalizer
+from fwi.inference import Predictor
 from fwi.models import build_model
 from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
 from fwi.predict import main, predict
@@ -46,7 +47,7 @@ def make_checkpoint(path: Path, seed: int) -> Path:
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # cumulative average
     with torch.no_grad():
-        model.train()(normalizer(torch.randn(2, *SEISMIC_SHAPE)))
+        Predictor(model, normalizer).train().single_pass(torch.randn(2, *SEISMIC_SHAPE))
     model.eval()
     save_checkpoint(path, make_checkpoint_state(cfg, model, normalizer))
     return path
@@ -80,7 +81,8 @@ def reference(ckpt: Path, test_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Independent reference for one checkpoint: ``(direct, flipped back)``, each ``[len(OIDS), 70, 70]`` m/s.
 
     ``direct`` = model(normalizer(x)); ``flipped back`` = the prediction for the survey flipped with numpy
-    (source order and receivers reversed), reversed along x. Cached per (checkpoint, folder).
+    (source order and receivers reversed), reversed along x. Wired by hand on purpose, sharing no code with
+    fwi.inference.Predictor, which fwi.predict runs. Cached per (checkpoint, folder).
     """
     key = (str(ckpt), str(test_dir))
     if key not in _REFERENCE:
@@ -170,7 +172,7 @@ def test_failure_mid_write_leaves_no_output(ckpts, test_dir, tmp_path, monkeypat
     old.parent.mkdir()
     old.write_text("previous submission\n")
     with pytest.raises(RuntimeError, match="disk full"):
-        predict(ckpts[:1], test_dir, old, **kw)
+        predict(ckpts[:1], test_dir, old, force=True, **kw)
     assert old.read_text() == "previous submission\n" and list(old.parent.iterdir()) == [old]  # untouched
 
 
@@ -232,8 +234,71 @@ def test_cli_config_keys_and_missing_inputs(ckpts, test_dir, capsys, tmp_path):
 
 
 def test_predict_batch_shapes_and_clip(ckpts):
-    members = predict_module.load_ensemble(ckpts, torch.device("cpu"))
+    members = predict_module.load_ensemble(ckpts, torch.device("cpu"), tta="flip")
     x = torch.randn(1, *SEISMIC_SHAPE) * 100
-    pred = predict_module.predict_batch(members, x, tta="flip")
+    pred = predict_module.predict_batch(members, x)
     assert pred.shape == (1, NZ, NX) and pred.dtype == torch.float32
     assert float(pred.min()) >= VMIN and float(pred.max()) <= VMAX
+
+
+def test_default_output_is_named_after_the_runs_and_never_overwritten(ckpts, test_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["--test-dir", str(test_dir), "--device", "cpu", "--workers", "0", "--quiet"]
+    assert main(["--checkpoint", str(ckpts[0]), "--checkpoint", str(ckpts[1]), *args]) == 0
+    out = Path("submissions") / "quickstart+quickstart.csv"
+    # both test checkpoints come from runs named 'quickstart': one name, once
+    assert capsys.readouterr().out.strip() == str(Path("submissions") / "quickstart.csv")
+    assert not out.exists() and (tmp_path / "submissions" / "quickstart.csv").is_file()
+    written = (tmp_path / "submissions" / "quickstart.csv").read_bytes()
+    assert main(["--checkpoint", str(ckpts[0]), *args]) == 1
+    assert capsys.readouterr().err.strip() == (f"error: {Path('submissions') / 'quickstart.csv'} exists: pass --force "
+                                               "to overwrite it, or --out another file")
+    assert (tmp_path / "submissions" / "quickstart.csv").read_bytes() == written
+    assert main(["--checkpoint", str(ckpts[0]), *args, "--force"]) == 0
+
+
+def test_default_name_joins_distinct_runs(ckpts, tmp_path):
+    members = predict_module.load_ensemble(ckpts, torch.device("cpu"))
+    members[1].cfg = members[1].cfg.model_copy(update={"name": "convnext_b"})
+    assert predict_module.default_out(members) == Path("submissions") / "quickstart+convnext_b.csv"
+
+
+def test_output_that_is_a_directory_fails_before_inference(ckpts, test_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(predict_module, "load_ensemble", lambda *a, **k: pytest.fail("loaded the models"))
+    assert main(["--checkpoint", str(ckpts[0]), "--test-dir", str(test_dir), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == (f"error: --out {tmp_path} is a directory: give the CSV file to write, "
+                                               f"e.g. {tmp_path / 'submission.csv'}")
+    (tmp_path / "afile").write_text("")
+    assert main(["--checkpoint", str(ckpts[0]), "--test-dir", str(test_dir), "--out", str(tmp_path / "afile" / "s.csv")
+                 ]) == 1
+    assert capsys.readouterr().err.strip() == (f"error: --out {tmp_path / 'afile' / 's.csv'}: {tmp_path / 'afile'} is "
+                                               "a file, not a folder")
+
+
+def test_fp16_autocast_runs_the_convolutions_in_half_precision(ckpts, test_dir, tmp_path, monkeypatch):
+    seen = []
+    real = predict_module.predict_batch
+
+    def spy(members, seismic):
+        conv = next(m for m in members[0].predictor.model.modules() if isinstance(m, torch.nn.Conv2d))
+        handle = conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        try:
+            return real(members, seismic)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(predict_module, "predict_batch", spy)
+    half = run(ckpts[:1], test_dir, tmp_path / "fp16.csv", amp_dtype="fp16")  # the CSV passed validation
+    assert seen and set(seen) == {torch.float16}
+    assert all(np.isfinite(m).all() and VMIN <= m.min() and m.max() <= VMAX for m in half.values())
+    seen.clear()
+    run(ckpts[:1], test_dir, tmp_path / "auto.csv")  # auto is off on the CPU
+    assert set(seen) == {torch.float32}
+
+
+def test_print_config_shows_the_amp_choice(capsys):
+    with pytest.raises(SystemExit):
+        main(["--print-config", "predict.amp_dtype=fp16", "predict.device=cpu"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "  amp_dtype: fp16  # auto: bf16 on GPUs" in "\n".join(lines)
+    assert lines[-1] == "# predict.amp_dtype=fp16 here: fp16 autocast on cpu"

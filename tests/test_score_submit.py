@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,14 +135,16 @@ def test_check_submission_accepts_valid_and_reports(pair):
 
 @pytest.fixture
 def fake_kaggle(tmp_path, monkeypatch):
-    """A fake ``kaggle`` first on PATH recording its arguments (one per line), and fake credentials."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    """A fake ``kaggle`` package first on PYTHONPATH (``python -m kaggle`` records its arguments, one per line),
+    no ``kaggle`` on PATH, and fake credentials. Returns (the package's ``__main__.py``, the record)."""
+    package = tmp_path / "pkgs" / "kaggle"
+    package.mkdir(parents=True)
     record = tmp_path / "kaggle_argv.txt"
-    script = bin_dir / "kaggle"
-    script.write_text(f"#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{record}'\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    (package / "__init__.py").write_text("")
+    script = package / "__main__.py"
+    script.write_text(f"import sys\nopen({str(record)!r}, 'w').write(''.join(a + '\\n' for a in sys.argv[1:]))\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "pkgs"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty_bin"))  # 'kaggle' not on PATH: not needed
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     for var in ("KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
         monkeypatch.delenv(var, raising=False)
@@ -192,7 +193,7 @@ def test_submit_missing_credentials(pair, fake_kaggle, monkeypatch, tmp_path, ca
     _, record = fake_kaggle
     monkeypatch.delenv("KAGGLE_KEY")
     assert submit_main([str(pair[0]), "-m", "x", "--allow-partial"]) == 1
-    assert capsys.readouterr().err.startswith("error: no Kaggle credentials")
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: no Kaggle credentials")
     assert not record.exists()
     config_dir = tmp_path / "kcfg"  # kaggle.json in $KAGGLE_CONFIG_DIR is enough
     config_dir.mkdir()
@@ -202,17 +203,41 @@ def test_submit_missing_credentials(pair, fake_kaggle, monkeypatch, tmp_path, ca
     assert record.exists()
 
 
-def test_submit_missing_kaggle_executable(pair, fake_kaggle, monkeypatch, tmp_path, capsys):
-    empty = tmp_path / "empty_bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
+def test_submit_without_the_kaggle_package(pair, fake_kaggle, monkeypatch, capsys):
+    _, record = fake_kaggle
+    monkeypatch.setattr(submit_module, "kaggle_installed", lambda: False)
     assert submit_main([str(pair[0]), "-m", "x", "--allow-partial"]) == 1
-    assert capsys.readouterr().err.startswith("error: the 'kaggle' command is not on PATH")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: the kaggle package is not installed for {sys.executable}: pip install kaggle (or use --dry-run to "
+        "validate only)")
+    assert not record.exists()
+
+
+def test_dry_run_validates_without_kaggle_or_credentials(pair, fake_kaggle, monkeypatch, capsys):
+    _, record = fake_kaggle
+    monkeypatch.setattr(submit_module, "kaggle_installed", lambda: False)
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY"):
+        monkeypatch.delenv(var)
+    assert submit_main([str(pair[0]), "-m", "tiny, flip", "--allow-partial", "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [f"dry run, nothing uploaded; would run: python -m kaggle competitions submit -c "
+                                    f"waveform-inversion -f {pair[0]} -m 'tiny, flip'"]
+    assert out.err.startswith(f"{pair[0]}: valid, 420 rows (6 test files)")
+    assert submit_main([str(damaged(pair[0], "nan")), "-m", "x", "--allow-partial", "--dry-run"]) == 1  # validated
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not record.exists()
+
+
+def test_the_csv_is_validated_before_credentials_are_checked(pair, fake_kaggle, monkeypatch, capsys):
+    monkeypatch.delenv("KAGGLE_KEY")
+    assert submit_main([str(damaged(pair[0], "nan")), "-m", "x", "--allow-partial"]) == 1
+    assert "NaN/Inf values" in capsys.readouterr().err  # the file's problem, not the missing credentials
 
 
 def test_submit_reports_kaggle_failure(pair, fake_kaggle, capsys):
     script, _ = fake_kaggle
-    script.write_text("#!/bin/sh\necho 'uploading...' >&2\necho '403 - Forbidden: rules not accepted' >&2\nexit 1\n")
+    script.write_text("import sys\nprint('uploading...', file=sys.stderr)\n"
+                      "print('403 - Forbidden: rules not accepted', file=sys.stderr)\nsys.exit(1)\n")
     with pytest.raises(FwiError, match=r"failed \(exit 1\): 403 - Forbidden: rules not accepted$"):
         submit_module.submit(pair[0], "x", allow_partial=True)
     assert submit_main([str(pair[0]), "-m", "x", "--allow-partial"]) == 1

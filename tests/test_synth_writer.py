@@ -1,5 +1,6 @@
 """python -m fwi.synth: exact layout and names, resumable writes, test set + solution, bad input, fidelity."""
 
+import json
 import re
 import subprocess
 import sys
@@ -19,10 +20,11 @@ from fwi.synth import writer
 @pytest.fixture
 def fake_simulate(monkeypatch):
     """Replace the (slow) simulator by a cheap deterministic stand-in; count the maps it simulates."""
-    calls = {"maps": 0}
+    calls = {"maps": 0, "batches": []}
 
     def fake(velocity, acq=writer.DEFAULT, **kwargs):
         calls["maps"] += len(velocity)
+        calls["batches"].append(len(velocity))
         mean = velocity.mean(dim=(1, 2))[:, None, None, None]
         return mean.expand(len(velocity), acq.n_sources, acq.nt, acq.n_receivers).clone()
 
@@ -85,13 +87,78 @@ def test_test_set_and_solution(tmp_path, fake_simulate):
     assert abs(rows.select(COLUMNS[1:]).to_numpy().mean() - mean_from_seismic) < 100
 
 
+def tree_files(root) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_shards_split_a_job_into_disjoint_parts_of_the_same_bytes(tmp_path, fake_simulate):
+    args = (["FlatVel_A", "CurveFault_B"], 7)
+    kwargs = {"samples_per_file": 2, "test_samples": 5, "progress": False}
+    whole = tree_files(writer.write_tree(tmp_path / "whole", *args, **kwargs))
+    shards = [tree_files(writer.write_tree(tmp_path / f"shard{i}", *args, **kwargs, job=writer.Job(shard=(i, 2))))
+              for i in range(2)]
+    shared = {"synth.json", "test_solution.csv"}  # every shard writes the tree's description
+    assert set(shards[0]) & set(shards[1]) == shared
+    assert set(shards[0]) | set(shards[1]) == set(whole)
+    # 8 training files (seismic + velocity .npy each) and 5 test files, alternately: 4 + 3 and 4 + 2.
+    assert len(shards[0]) - len(shared) == 2 * 4 + 3 and len(shards[1]) - len(shared) == 2 * 4 + 2
+    for part in shards:
+        assert all(part[name] == whole[name] for name in part)
+    # A shard's rerun resumes its own files only; the other shard's files are not its business.
+    before = fake_simulate["maps"]
+    writer.write_tree(tmp_path / "shard0", *args, **kwargs, job=writer.Job(shard=(0, 2)))
+    assert fake_simulate["maps"] == before
+
+
+def test_float16_seismic_batches_and_recorded_settings(tmp_path, fake_simulate):
+    job = writer.Job(batch=2, seismic_dtype="float16")
+    out = writer.write_tree(tmp_path / "t", ["FlatVel_A"], 5, samples_per_file=5, progress=False, job=job)
+    assert fake_simulate["batches"] == [2, 2, 1]
+    seis = np.load(out / "train_samples/FlatVel_A/data/data1.npy")
+    vel = np.load(out / "train_samples/FlatVel_A/model/model1.npy")
+    assert seis.dtype == np.float16 and vel.dtype == np.float32
+    np.testing.assert_array_equal(seis[:, 0, 0, 0], vel.mean(axis=(1, 2, 3)).astype(np.float16))  # the fake's value
+    assert json.loads((out / "synth.json").read_text())["seismic_dtype"] == "float16"
+    assert [f.name for f in discover_families(out)] == ["FlatVel_A"]
+    with pytest.raises(FwiError, match=r"other settings \{'seismic_dtype': \('float16', None\)\}"):
+        writer.write_tree(tmp_path / "t", ["FlatVel_A"], 5, samples_per_file=5, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        ({"shard": (2, 2)}, "shard must be i/n with 0 <= i < n, got 2/2"),
+        ({"batch": 0}, "batch must be >= 1, got 0"),
+        ({"seismic_dtype": "int8"}, "unknown seismic dtype 'int8'; use one of float32, float16"),
+        ({"wavefield_dtype": "fp8"}, "unknown wavefield dtype 'fp8'; use one of float32, float16, bfloat16"),
+    ],
+)
+def test_bad_job_settings(job, message):
+    with pytest.raises(FwiError, match=f"^{re.escape(message)}$"):
+        writer.Job(**job)
+
+
+def test_reduced_precision_wavefield_needs_the_triton_backend(tmp_path):
+    with pytest.raises(FwiError, match=r"^a float16 wavefield needs the Triton backend: a CUDA device and the triton "):
+        writer.write_tree(tmp_path / "t", ["FlatVel_A"], 1, device="cpu", job=writer.Job(wavefield_dtype="float16"))
+
+
+@pytest.mark.parametrize(("shard", "message"), [("1", "--shard must look like I/N (e.g. 0/4), got '1'"),
+                                                ("3/2", "shard must be i/n with 0 <= i < n, got 3/2")])
+def test_bad_shard_flag_is_a_one_line_error(tmp_path, capsys, shard, message):
+    from fwi.synth.__main__ import main
+
+    assert main(["--out", str(tmp_path / "o"), "--shard", shard]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+
+
 @pytest.mark.parametrize(
     ("array", "message"),
     [
         (np.full((2, 70, 70), 1000.0, np.float32), "velocity must lie in [1500, 4500] m/s, found min 1000 max 1000"),
         (np.full((2, 1, 70, 70), np.nan, np.float32), "velocity contains NaN or Inf"),
-        (np.full((2, 60, 70), 2000.0, np.float32), "velocity must have shape (N, 1, 70, 70) or (N, 70, 70), got "
-                                                  "(2, 60, 70)"),
+        (np.full((2, 60, 70), 2000.0, np.float32), "velocity must have shape (N, 1, 70, 70), (N, 70, 70) or (70, 70), "
+                                                  "got (2, 60, 70)"),
     ],
 )
 def test_bad_velocity_input_is_a_one_line_error(tmp_path, array, message):
@@ -135,3 +202,11 @@ def test_stream_batches_are_seeded_and_valid():
     assert torch.equal(stream.batch(0)[0], seismic)  # replayable
     stream.set_epoch(1)
     assert not torch.equal(stream.batch(0)[1], velocity)  # a new epoch draws new maps
+
+
+def test_damaged_synth_json_is_a_one_line_error(tmp_path, fake_simulate):
+    out = writer.write_tree(tmp_path / "t", ["FlatVel_A"], 2, samples_per_file=2, progress=False)
+    (out / "synth.json").write_text('{"families": ["FlatVel_A"], "samp')  # cut short
+    with pytest.raises(FwiError, match=rf"^{re.escape(str(out / 'synth.json'))} is damaged \(JSONDecodeError: .*\); "
+                                       r"delete it \(or the whole .*\) to regenerate the tree$"):
+        writer.write_tree(out, ["FlatVel_A"], 2, samples_per_file=2, progress=False)

@@ -31,7 +31,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {
     "train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
     "model.width": {"type": "categorical", "choices": [2, 4]},
-    "model.input_size": {"type": "categorical", "choices": [[256, 72], [128, 70]]},
+    "data.families": {"type": "categorical", "choices": [["FlatVel_A"], ["FlatVel_A", "CurveFault_A"]]},
 }
 TINY = ["model.width=2", "train.batch_size=2", "train.workers=0", "train.tensorboard=false", "train.plot=false",
         "data.val_fraction=0.5"]
@@ -83,11 +83,12 @@ def test_study_prunes_records_failures_and_writes_best_config(tmp_path, monkeypa
     assert reasons[3] == "TrialDiverged: val MAE is nan after epoch 1 (training diverged)"
     assert reasons[4].startswith("FwiError: the training split has 5 samples")
     # Every trial trained the base config + its suggestions, in its own run folder, with its own seed.
-    assert [c.name for c in fake.configs] == [f"s/trial_{n}" for n in range(7)]
+    assert [c.name for c in fake.configs] == [f"trial_{n}" for n in range(7)]
+    assert {c.train.out_dir for c in fake.configs} == {tmp_path / "runs" / "s"}
     assert [c.seed for c in fake.configs] == [7 + n for n in range(7)]
     for c, t in zip(fake.configs, study.trials, strict=True):
         assert c.train.lr == t.params["train.lr"] and c.model.width == t.params["model.width"]
-        assert c.model.input_size == yaml.safe_load(t.params["model.input_size"])
+        assert c.data.families == yaml.safe_load(t.params["data.families"])
         assert c.data.root == Path("/data/kaggle")
         assert t.user_attrs["run_dir"] == str(tmp_path / "runs" / "s" / f"trial_{t.number}")
     assert len({c.train.lr for c in fake.configs}) == 7  # seeded per trial: no suggestion replayed
@@ -97,11 +98,11 @@ def test_study_prunes_records_failures_and_writes_best_config(tmp_path, monkeypa
     assert study.best_trial.number == 6
     assert best.name == "s-best" and best.seed == 7 and best.data.root == Path("/data/kaggle")
     assert best.train.lr == study.trials[6].params["train.lr"] and best.model.width == fake.configs[6].model.width
-    assert best.model.input_size == fake.configs[6].model.input_size
+    assert best.data.families == fake.configs[6].data.families
     table = pl.read_csv(out / "trials.csv")
     assert table["state"].to_list() == states(study) and table["val_mae"][6] == 65.0
     assert table["fail_reason"][2].startswith("RuntimeError") and table["epochs"].to_list() == [3, 1, 0, 1, 0, 3, 3]
-    assert {"param_train.lr", "param_model.width", "param_model.input_size", "worker"} <= set(table.columns)
+    assert {"param_train.lr", "param_model.width", "param_data.families", "worker"} <= set(table.columns)
     assert (out / "history.png").stat().st_size > 0 and (out / "importance.png").stat().st_size > 0
     assert (out / "study.db").is_file()
 
@@ -118,7 +119,7 @@ def test_resume_runs_only_the_missing_trials(tmp_path, monkeypatch):
     assert states(tune(fake_cfg(tmp_path, "tune.n_trials=2"), "r")) == ["COMPLETE", "FAIL", "COMPLETE"]
     study = tune(fake_cfg(tmp_path, "tune.n_trials=3"), "r")
     assert states(study) == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    assert [c.name for c in fake.configs] == ["r/trial_0", "r/trial_1", "r/trial_2", "r/trial_3"]
+    assert [c.name for c in fake.configs] == ["trial_0", "trial_1", "trial_2", "trial_3"]
     tune(fake_cfg(tmp_path, "tune.n_trials=3"), "r")  # already complete: trains nothing
     assert len(fake.configs) == 4
 
@@ -183,6 +184,9 @@ def test_timeout_stops_starting_trials(tmp_path, monkeypatch, capsys):
         ({"train.schedule": {"type": "categorical", "choices": ["cosine", "linear"]}},
          "tune.space key 'train.schedule': config key 'train.schedule' in overrides: Input should be 'cosine', "),
         ({"seed": {"type": "int", "low": 0, "high": 3}}, "tune.space key 'seed' cannot be tuned: "),
+        ({"model.encoder": {"type": "categorical", "choices": ["resnet18"]}},
+         "tune.space key 'model.encoder': config key 'model.encoder' in overrides does not apply to "
+         "model.name=inversionnet; its keys: name, width"),
         ({}, "tune.space is empty: declare the hyperparameters to search"),
     ],
 )
@@ -213,10 +217,92 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: study name 'a/b' must be letters, digits")
 
 
+def test_model_keys_of_the_chosen_model_can_be_tuned(tmp_path):
+    space = {"model.layout": {"type": "categorical", "choices": ["restride", "shots_square"]},
+             "model.decoder_channels": {"type": "categorical", "choices": [[64, 32], [32, 16]]}}
+    cfg = fake_cfg(tmp_path, "model.name=timm_unet", "model.encoder=resnet10t", space=space)
+    tune_mod.check_space(cfg)
+    trial = tune_mod.with_overrides(cfg, [("model.layout", "shots_square"), ("model.decoder_channels", [32, 16])])
+    assert trial.model.layout == "shots_square" and trial.model.encoder == "resnet10t"
+
+
 def test_example_config_is_valid():
     cfg = load_config(Path(__file__).parents[1] / "configs" / "tune_example.yaml")
     tune_mod.check_space(cfg)
     assert cfg.tune.space
+
+
+# --- the storage password never reaches a file or the console ------------------------------------------------
+
+SECRET = "hunter2-Xq9"
+SECRET_URL = f"postgresql+psycopg2://tuner:{SECRET}@dbhost:5432/optuna"
+
+
+def files_holding(root: Path, text: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("route", ["inline", "env"])
+def test_storage_password_is_in_no_file_and_no_printed_line(kaggle_tree, tmp_path, monkeypatch, capsys, route):
+    """A real tiny study through the CLI; the database is a SQLite file standing in for the PostgreSQL URL."""
+    opened = []
+
+    def sqlite_instead(url, heartbeat_s, **kw):
+        opened.append(url)
+        return open_storage(f"sqlite:///{tmp_path / 'stand_in.db'}", heartbeat_s, **kw)
+
+    monkeypatch.setattr(tune_mod, "open_storage", sqlite_instead)
+    monkeypatch.setenv("FWI_OPTUNA_STORAGE", SECRET_URL)
+    storage = SECRET_URL if route == "inline" else "env:FWI_OPTUNA_STORAGE"
+    config = write_tiny_config(tmp_path / "tune.yaml", kaggle_tree, tmp_path)
+    assert main(["--config", str(config), "--study", "pw", "--storage", storage, "--n-trials", "1",
+                 "train.epochs=1", "train.wandb=false"]) == 0
+    assert opened == [SECRET_URL]  # the real URL did reach the storage
+    out = capsys.readouterr()
+    runs = tmp_path / "runs"
+    assert (runs / "pw" / "best.yaml").is_file() and (runs / "pw" / "trial_0" / "last.pt").is_file()
+    assert files_holding(runs, SECRET) == [] and SECRET not in out.out + out.err
+    assert "study 'pw' in postgresql+psycopg2://tuner:***@dbhost:5432/optuna" in out.out
+    saved = load_config(runs / "pw" / "trial_0" / "config.yaml").tune.storage
+    assert saved == ("postgresql+psycopg2://tuner:***@dbhost:5432/optuna" if route == "inline" else storage)
+    with pytest.raises(SystemExit):
+        main(["--print-config", "--storage", storage])
+    printed = capsys.readouterr().out
+    assert SECRET not in printed and "storage: " in printed
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"postgresql//tuner:{SECRET}@dbhost/optuna",
+         "error: invalid storage URL postgresql//tuner:***@dbhost/optuna: "),
+        (f"mysql+pymysql://tuner:{SECRET}@dbhost/optuna",
+         "error: storage mysql+pymysql://tuner:***@dbhost/optuna needs the database driver 'pymysql', which is not "
+         "installed: pip install pymysql, or name an installed driver in the URL (PostgreSQL: "
+         "postgresql+psycopg2://...)"),
+        (f"postgresql+psycopg2://tuner:{SECRET}@127.0.0.1:1/optuna?connect_timeout=2",
+         "error: cannot open storage postgresql+psycopg2://tuner:***@127.0.0.1:1/optuna?connect_timeout=2: "),
+        ("postgresql+psycopg2://tuner:***@dbhost/optuna", "error: tune.storage holds a masked password"),
+        ("env:FWI_NOT_SET",
+         "error: tune.storage is env:FWI_NOT_SET but the environment variable FWI_NOT_SET is not set"),
+    ],
+)
+def test_bad_storage_is_one_line_without_the_password(url, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("FWI_NOT_SET", raising=False)
+    monkeypatch.setattr(tune_mod.time, "sleep", lambda s: None)  # no retry pauses
+    assert main(["--study", "s", "--storage", url, f"train.out_dir={tmp_path}"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(message) and SECRET not in err[0], err
+
+
+def test_redact_url_masks_even_unparsable_urls():
+    from fwi.config import redact_url, scrub
+
+    assert redact_url("postgresql://u:p@ss:w@h:5/db") == "postgresql://u:***@h:5/db"
+    assert redact_url("mysql://u@h/db?password=zz&x=1") == "mysql://u@h/db?password=***&x=1"
+    assert redact_url("u:pw@h/db") == "u:***@h/db" and redact_url("sqlite:///runs/s/study.db") == "sqlite:///runs/s/study.db"
+    assert scrub("could not parse 'postgresql//u:pw1@h' (pw1)", "postgresql//u:pw1@h") == (
+        "could not parse 'postgresql//u:***@h' (***)")
 
 
 # --- real training --------------------------------------------------------------------------------------------
@@ -310,7 +396,8 @@ def postgres_url():
         except subprocess.CalledProcessError as exc:
             log = (base / "server.log").read_text() if (base / "server.log").is_file() else ""
             pytest.fail(f"could not start PostgreSQL: {exc.cmd}: {exc.stderr}\n{log}")
-        yield f"postgresql+psycopg2://fwi@127.0.0.1:{port}/fwi_tune"
+        # With a password (the server trusts local connections and ignores it): it must never be saved or printed.
+        yield f"postgresql+psycopg2://fwi:{SECRET}@127.0.0.1:{port}/fwi_tune"
     finally:
         if started:
             run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "-t", "60", "stop", check=False)
@@ -320,10 +407,11 @@ def postgres_url():
 @pytest.mark.slow
 def test_two_workers_share_a_postgres_study(postgres_url, kaggle_tree, tmp_path):
     config = write_tiny_config(tmp_path / "tune.yaml", kaggle_tree, tmp_path, pruner="none")
-    command = [sys.executable, "-m", "fwi.tune", "--config", str(config), "--study", "pg", "--storage", postgres_url,
-               "--n-trials", "4", "train.epochs=2"]
-    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env())
-               for _ in range(2)]
+    command = [sys.executable, "-m", "fwi.tune", "--config", str(config), "--study", "pg", "--n-trials", "4",
+               "train.epochs=2", "--storage"]
+    env = {**child_env(), "FWI_OPTUNA_STORAGE": postgres_url}  # one worker reads it there, the other gets it inline
+    workers = [subprocess.Popen([*command, storage], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env) for storage in ("env:FWI_OPTUNA_STORAGE", postgres_url)]
     try:
         logs = [w.communicate(timeout=400)[0] for w in workers]
     finally:
@@ -340,3 +428,4 @@ def test_two_workers_share_a_postgres_study(postgres_url, kaggle_tree, tmp_path)
     assert by_worker == {f"{socket.gethostname()}:{w.pid}" for w in workers}, "\n\n".join(logs)
     assert (tmp_path / "runs" / "pg" / "best.yaml").is_file()
     assert len({t.user_attrs["run_dir"] for t in finished}) == 4
+    assert files_holding(tmp_path / "runs", SECRET) == [] and not any(SECRET in log for log in logs)

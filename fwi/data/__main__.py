@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                         "family folders, or one family folder")
     parser.add_argument("--check-values", action="store_true",
                         help="scan every seismic value for NaN/Inf and compute the exact |max| (reads all data)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = resolve_config(args, extra_overrides={"data.root": args.root} if args.root else {})
     root = cfg.data.root
     if root is None:

@@ -3,8 +3,9 @@
 A sample goes through albumentations as an image ``[1000, 70, 5]`` (H = time step, W = receiver,
 C = source) with the velocity map ``[70, 70]`` (depth, x) as its mask:
 
-* :class:`SeismicFlip` mirrors the survey left-right: receivers reversed, source order reversed and the
-  velocity map flipped. Exact only up to the middle source sitting at x = 34, not 34.5 (DESIGN.md §2).
+* :class:`SeismicFlip` mirrors the survey left-right (:mod:`fwi.flip`, shared with the flip TTA and the synthetic
+  maps): receivers reversed, source order reversed and the velocity map flipped. Exact only up to the middle
+  source sitting at x = 34, not 34.5 (docs/physics.md).
 * :class:`TraceNoise` adds Gaussian noise scaled to each trace's RMS amplitude.
 * :class:`AmplitudeScale` multiplies a whole sample by a log-uniform factor.
 * :class:`TraceDropout` zeroes a random fraction of traces (dead receivers).
@@ -22,15 +23,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fwi.flip import flip_seismic, flip_velocity
+
 
 class SeismicFlip(A.DualTransform):
-    """Left-right survey flip: image ``[T, R, S]`` -> receivers and sources reversed; mask ``[Z, X]`` -> x reversed."""
+    """Left-right survey flip (:mod:`fwi.flip`): image ``[T, R, S]`` -> receivers and sources reversed; mask
+    ``[Z, X]`` -> x reversed."""
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        return np.ascontiguousarray(img[:, ::-1, ::-1])
+        return np.ascontiguousarray(flip_seismic(img.transpose(2, 0, 1)).transpose(1, 2, 0))  # via [S, T, R]
 
     def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
-        return np.ascontiguousarray(mask[:, ::-1])
+        return np.ascontiguousarray(flip_velocity(mask))
 
 
 class TraceNoise(A.ImageOnlyTransform):

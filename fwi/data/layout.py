@@ -1,6 +1,6 @@
 """Find, pair and validate the competition's .npy files without reading them into RAM.
 
-Training data comes in two namings (DESIGN.md §1), mixed freely across families:
+Training data comes in two namings (docs/data.md), mixed freely across families:
 
 * ``<family>/data/dataN.npy`` with ``<family>/model/modelN.npy`` (FlatVel, CurveVel, Style), and
 * ``<family>/seisK.npy`` with ``<family>/velK.npy``, e.g. ``seis2_1_0`` with ``vel2_1_0`` (the Fault families).

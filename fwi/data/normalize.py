@@ -4,13 +4,18 @@ One streaming pass over the memory-mapped training files gives, for every (sourc
 pixel, the mean and standard deviation (float64 accumulators, Chan's parallel update, bounded RAM); the
 global mean/std follow exactly from them. The stats are cached on disk and saved inside every checkpoint
 (as :class:`Normalizer` buffers), so training, validation and prediction apply the very same transform.
+
+The pass reads every training sample, so it is also where NaN/Inf in the training seismic is caught: a
+one-line :class:`~fwi.errors.DataError` names the file and the sample, before any training (and nothing
+is cached). A damaged cache file is recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fwi.errors import DataError
 from fwi.io import atomic_write
 from fwi.physics.acquisition import SEISMIC_SHAPE
 
@@ -61,8 +67,17 @@ class SeismicStats:
 
     @classmethod
     def load(cls, path: str | Path) -> SeismicStats:
-        with np.load(path) as z:
-            return cls(mean=z["mean"], std=z["std"], count=int(z["count"]))
+        """Read saved stats; :class:`DataError` if the file is damaged (unreadable, wrong shapes, non-finite)."""
+        try:
+            with np.load(path) as z:
+                stats = cls(mean=z["mean"], std=z["std"], count=int(z["count"]))
+        except Exception as exc:  # zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError, ...
+            raise DataError(f"{path}: unreadable normalization stats ({type(exc).__name__}: {exc})") from None
+        if stats.mean.shape != SEISMIC_SHAPE or stats.std.shape != SEISMIC_SHAPE or stats.count < 1:
+            raise DataError(f"{path}: normalization stats of shape {stats.mean.shape}, expected {SEISMIC_SHAPE}")
+        if not (np.isfinite(stats.mean).all() and np.isfinite(stats.std).all()):
+            raise DataError(f"{path}: normalization stats hold NaN or Inf")
+        return stats
 
 
 def accumulate_stats(chunks: Iterable[np.ndarray]) -> SeismicStats:
@@ -85,29 +100,50 @@ def accumulate_stats(chunks: Iterable[np.ndarray]) -> SeismicStats:
     return SeismicStats(mean=mean, std=np.sqrt(m2 / count), count=count)
 
 
-def file_chunks(files: dict[str, list[int]], chunk: int = CHUNK) -> Iterable[np.ndarray]:
-    """Yield ``[<=chunk, 5, 1000, 70]`` arrays of the given sample indices of each memory-mapped file.
+def sourced_chunks(files: dict[str, list[int]], chunk: int = CHUNK) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Yield ``(path, sample indices, data [<=chunk, 5, 1000, 70])`` over the given samples of each file.
 
-    Files are visited in sorted path order, so the float64 sums (and the stats) do not depend on the order
-    the caller's dict happens to have (polars' group_by, for one, does not keep an order).
+    Files are memory-mapped and visited in sorted path order, so the float64 sums (and the stats) do not depend
+    on the order the caller's dict happens to have (polars' group_by, for one, does not keep an order).
     """
     for path in sorted(files):
-        indices = files[path]
         data = np.load(path, mmap_mode="r")
-        idx = np.sort(np.asarray(indices))
+        idx = np.sort(np.asarray(files[path]))
         for start in range(0, len(idx), chunk):
             part = idx[start : start + chunk]
             if len(part) and part[-1] - part[0] + 1 == len(part):  # contiguous: one slice read
-                yield data[part[0] : part[-1] + 1]
+                yield path, part, data[part[0] : part[-1] + 1]
             else:
-                yield data[part]
+                yield path, part, data[part]
+
+
+def file_chunks(files: dict[str, list[int]], chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """The data of :func:`sourced_chunks`: ``[<=chunk, 5, 1000, 70]`` arrays."""
+    for _, _, data in sourced_chunks(files, chunk):
+        yield data
+
+
+def finite_chunks(files: dict[str, list[int]], chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """:func:`file_chunks`, checked: NaN or Inf is a :class:`DataError` naming the file and the first bad sample.
+
+    The check is one float64 sum per chunk (NaN and Inf propagate into it; float16/32 data cannot overflow it);
+    only a bad chunk is scanned sample by sample.
+    """
+    for path, part, data in sourced_chunks(files, chunk):
+        if not np.isfinite(np.sum(data, dtype=np.float64)):
+            bad = ~np.isfinite(np.asarray(data)).reshape(len(data), -1).all(axis=1)
+            sample = int(part[int(np.argmax(bad))])
+            raise DataError(f"{path}: sample {sample} of the training seismic contains NaN or Inf ({int(bad.sum())} "
+                            f"bad samples in this chunk of {len(part)}); fix or remove the file")
+        yield data
 
 
 def cached_stats(files: dict[str, list[int]], cache_dir: str | Path, progress: bool = True) -> SeismicStats:
     """Stats of the given samples (``{seismic path: [indices]}``), computed once and cached.
 
     The cache key hashes each file's path, size, modification time and the chosen indices, so editing
-    or replacing a file invalidates it.
+    or replacing a file invalidates it. NaN/Inf in a sample is a :class:`DataError` naming the file and the
+    sample; a damaged cache file is recomputed (with a warning).
     """
     key = hashlib.sha256()
     for path in sorted(files):
@@ -116,8 +152,11 @@ def cached_stats(files: dict[str, list[int]], cache_dir: str | Path, progress: b
                                sorted(int(i) for i in files[path])]).encode())
     cache = Path(cache_dir) / f"seismic_stats_{key.hexdigest()[:16]}.npz"
     if cache.is_file():
-        return SeismicStats.load(cache)
-    chunks = file_chunks(files)
+        try:
+            return SeismicStats.load(cache)
+        except DataError as exc:  # damaged (a copy cut short, a full disk, edited by hand): recompute it
+            print(f"warning: {exc}; recomputing it", file=sys.stderr)
+    chunks = finite_chunks(files)
     if progress:
         from tqdm import tqdm
 

@@ -26,11 +26,17 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return wrap
 
 
-def build_model(model_cfg) -> nn.Module:
-    """The model named by ``model_cfg.name`` (a :class:`fwi.config.ModelConfig`)."""
+def build_model(model_cfg, *, pretrained: bool = True) -> nn.Module:
+    """The model named by ``model_cfg.name`` (a :class:`fwi.config.ModelConfig`).
+
+    ``pretrained=False`` builds the same architecture without fetching pretrained weights (``model.pretrained``,
+    ``model.encoder_weights``): the way to restore a checkpoint, whose state dict replaces them.
+    """
     if model_cfg.name not in MODELS:
         raise ConfigError(f"unknown model '{model_cfg.name}' (config key model.name); "
                           f"valid: {', '.join(sorted(MODELS))}")
+    if not pretrained and getattr(model_cfg, "pretrained", False):
+        model_cfg = model_cfg.model_copy(update={"pretrained": False, "encoder_weights": None})
     return MODELS[model_cfg.name](model_cfg)
 
 

@@ -1,82 +1,84 @@
-"""U-Net over any timm encoder: ``encoder`` names a timm model, used with ``features_only=True``.
+"""U-Net over any timm encoder at full resolution: ``[B, 5, 1000, 70]`` -> ``[B, 1, 70, 70]`` m/s.
 
-Seismic ``[B, 5, 1000, 70]`` is resized (antialiased bilinear) to ``input_size`` and fed to the encoder
-with ``in_chans=5``; a U-Net decoder climbs back through the encoder's feature maps to stride 2, is
-resized to 70x70 and a 3x3 head gives velocity (m/s). Weights are never downloaded: ``pretrained``
-is only used with a local ``encoder_weights`` file.
+An input layout (fwi/models/layouts.py, ``model.layout``) makes the encoder's first feature map 72x72; the
+decoder (fwi/models/decoder.py) climbs back to it, a 3x3 head gives one channel, and 1 px is cropped per side:
+the velocity grid is reached natively, never stretched from a coarser map.
+
+Pretrained encoders: ``model.pretrained=true`` asks timm for its weights (downloaded by timm when online) or,
+with ``model.encoder_weights=FILE``, reads them from a local file; input channels are adapted as timm does.
+A checkpoint holds the whole network, so restoring it never needs the pretrained source
+(``build_model(cfg, pretrained=False)``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fwi.errors import ConfigError
+from fwi.errors import ConfigError, FwiError
+from fwi.models.decoder import UNetDecoder
+from fwi.models.layouts import GRID, LAYOUTS
 from fwi.models.registry import register_model, to_velocity
 from fwi.models.timm_compat import import_timm
-from fwi.physics.acquisition import N_SOURCES, NX, NZ
 
 
-class DecoderBlock(nn.Module):
-    """Upsample x2, concatenate the skip feature map, two 3x3 conv-BN-ReLU."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
-    def __init__(self, cin: int, skip: int, cout: int):
-        super().__init__()
-        self.convs = nn.Sequential(
-            nn.Conv2d(cin + skip, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        )
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.convs(torch.cat([x, skip], dim=1))
+def create_encoder(name: str, in_chans: int, *, pretrained: bool = False,
+                   weights: str | Path | None = None) -> nn.Module:
+    """timm ``name`` with ``features_only=True`` and ``in_chans`` inputs, random or pretrained (timm's download or
+    the local ``weights`` file); every failure is a one-line :class:`ConfigError` saying what to do."""
+    timm = import_timm()
+    kwargs = {}
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise ConfigError(f"model.encoder_weights: file not found: {weights}")
+        kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}  # timm's own local-file route
+    try:
+        return timm.create_model(name, pretrained=pretrained, features_only=True, in_chans=in_chans, **kwargs)
+    except Exception as exc:  # timm and huggingface_hub raise RuntimeError, OSError, HTTP and hub errors
+        reason = _first_line(exc)
+        if not pretrained or "Unknown model" in reason:
+            raise ConfigError(f"model.encoder '{name}': {reason}") from exc
+        if weights is not None:
+            raise ConfigError(f"model.encoder_weights {weights}: cannot load it into '{name}': {reason}") from exc
+        raise ConfigError(
+            f"model.pretrained=true: timm could not get the pretrained weights of '{name}' ({reason}). Offline, "
+            f"save them where you are online with python -c \"import timm, torch; torch.save(timm.create_model("
+            f"'{name}', pretrained=True).state_dict(), '{name}.pth')\" and pass model.encoder_weights={name}.pth"
+        ) from exc
 
 
 class TimmUNet(nn.Module):
-    """timm encoder + U-Net decoder: ``[B, 5, 1000, 70]`` -> ``[B, 1, 70, 70]`` m/s."""
+    """timm encoder + U-Net decoder: ``[B, 5, 1000, 70]`` normalized seismic -> ``[B, 1, 70, 70]`` m/s."""
 
-    def __init__(self, encoder: str, input_size: tuple[int, int], decoder_channels: tuple[int, ...],
-                 encoder_weights: str | None = None):
+    def __init__(self, encoder: str, layout: str = "restride", decoder_channels: tuple[int, ...] = (256, 128, 64, 32),
+                 *, pretrained: bool = False, encoder_weights: str | Path | None = None):
         super().__init__()
-        timm = import_timm()
-        kwargs = {}
-        if encoder_weights is not None:
-            kwargs["pretrained_cfg_overlay"] = {"file": str(encoder_weights)}
-        try:
-            self.encoder = timm.create_model(encoder, pretrained=encoder_weights is not None,
-                                             features_only=True, in_chans=N_SOURCES, **kwargs)
-        except RuntimeError as exc:
-            raise ConfigError(f"model.encoder '{encoder}': {str(exc).splitlines()[0]}") from exc
-        self.input_size = tuple(input_size)
-        skips = self.encoder.feature_info.channels()  # shallow -> deep
+        layout_cls = LAYOUTS[layout]
+        self.encoder = create_encoder(encoder, layout_cls.in_chans, pretrained=pretrained, weights=encoder_weights)
         reductions = self.encoder.feature_info.reduction()
-        # Decode from the deepest map up to the shallowest one at stride >= 2.
-        levels = [i for i, r in enumerate(reductions) if r >= 2]
-        chans = list(decoder_channels)[: len(levels) - 1]
-        if len(chans) < len(levels) - 1:
-            chans += [chans[-1] if chans else 32] * (len(levels) - 1 - len(chans))
-        self.levels = levels
-        blocks, cin = [], skips[levels[-1]]
-        for level, cout in zip(reversed(levels[:-1]), chans, strict=True):
-            blocks.append(DecoderBlock(cin, skips[level], cout))
-            cin = cout
-        self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Conv2d(cin, 1, 3, padding=1)
+        self.layout = layout_cls(self.encoder, reductions[0])  # restride patches the encoder's stem here
+        self.decoder = UNetDecoder(self.encoder.feature_info.channels(), reductions, list(decoder_channels))
+        self.head = nn.Conv2d(self.decoder.out_channels, 1, 3, padding=1)
+        self.names = (encoder, layout)
 
     def forward(self, seismic: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(seismic, size=self.input_size, mode="bilinear", antialias=True,
-                          align_corners=False)  # [B, 5, H, W]
-        feats = self.encoder(x)  # list, shallow -> deep
-        feats = [feats[i] for i in self.levels]
-        y = feats[-1]
-        for block, skip in zip(self.blocks, reversed(feats[:-1]), strict=True):
-            y = block(y, skip)
-        y = F.interpolate(y, size=(NZ, NX), mode="bilinear", align_corners=False)  # [B, C, 70, 70]
-        return to_velocity(self.head(y))  # [B, 1, 70, 70] m/s
+        feats = self.encoder(self.layout(seismic))  # list shallow -> deep; feats[0]: [B, C0, 72, 72]
+        if tuple(feats[0].shape[-2:]) != (GRID, GRID):
+            raise FwiError(f"model.encoder '{self.names[0]}' with model.layout={self.names[1]} gives a first feature "
+                           f"map of {tuple(feats[0].shape[-2:])}, not ({GRID}, {GRID}); try another layout")
+        y = self.decoder(feats)  # [B, C, 72, 72]
+        y = self.head(y)[..., 1:-1, 1:-1]  # crop 1 px per side -> [B, 1, 70, 70]
+        return to_velocity(y)  # m/s
 
 
 @register_model("timm_unet")
 def build_timm_unet(cfg) -> TimmUNet:
-    return TimmUNet(cfg.encoder, tuple(cfg.input_size), tuple(cfg.decoder_channels),
-                    str(cfg.encoder_weights) if cfg.encoder_weights else None)
+    return TimmUNet(cfg.encoder, cfg.layout, tuple(cfg.decoder_channels), pretrained=cfg.pretrained,
+                    encoder_weights=cfg.encoder_weights)

@@ -2,7 +2,7 @@
 
 Every module that needs a grid size, time step, source position or the velocity range reads it from here,
 so the simulator, the data checks, the synthetic generators and the metric can never disagree.
-See DESIGN.md §2 for where each number comes from.
+docs/physics.md says what each number means and where it comes from.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""Exact finite-difference simulator of the competition's seismic data (DESIGN.md §2), in plain PyTorch.
+"""Exact finite-difference simulator of the competition's seismic data (docs/physics.md), in plain PyTorch.
 
 ``simulate(velocity)`` maps velocity maps ``[B, 70, 70]`` (m/s) to shot gathers ``[B, 5, 1000, 70]`` that
 match the organisers' data to float32 round-off (bit-exactly on the reference pair, CPU included). It is
 differentiable with respect to the velocity through autograd, with gradient checkpointing over time so
 memory stays bounded.
+
+This module is the reference implementation and the public entry point; on CUDA, ``simulate`` runs the
+same arithmetic in fused Triton kernels instead (:mod:`fwi.physics.triton_sim`, ``backend="auto"``).
 
 Why the arithmetic looks fussy: the organisers ran OpenFWI's PyTorch forward model on a GPU, where a
 tensor divided by a Python scalar is computed as a multiplication by the scalar's float32 reciprocal. We
@@ -22,13 +25,20 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from fwi.physics import triton_sim
 from fwi.physics.acquisition import DEFAULT, VMAX, VMIN, Acquisition
+from fwi.physics.triton_sim import TritonOptions
 
 C1, C2, C3 = -5.0 / 2.0, 4.0 / 3.0, -1.0 / 12.0
 """Fourth-order Laplacian weights: centre, ±1 neighbours, ±2 neighbours."""
 
 STABILITY = math.sqrt(3.0 / 8.0)
 """Largest stable Courant number ``v dt / dx`` of this scheme in 2-D (4th order in space, 2nd in time)."""
+
+
+BACKENDS = ("auto", "torch", "triton")
+"""Implementations of :func:`simulate`: ``torch`` (the reference, any device), ``triton`` (fused GPU kernels,
+:mod:`fwi.physics.triton_sim`), ``auto`` (triton on CUDA when the triton package is installed, else torch)."""
 
 
 def simulate(
@@ -38,6 +48,9 @@ def simulate(
     checkpoint_segments: int | None = None,
     check_range: bool = True,
     compile: bool = False,
+    backend: str = "auto",
+    wavefield_dtype: torch.dtype | None = None,
+    triton_options: TritonOptions | None = None,
 ) -> Tensor:
     """Simulate the shot gathers of a batch of velocity maps.
 
@@ -51,8 +64,13 @@ def simulate(
             will be needed, off otherwise. ``0`` or ``1``: off.
         check_range: reject velocities outside ``[VMIN, VMAX]``. Turn off for refinement steps or toy
             grids; the stability limit ``v dt / dx <= sqrt(3/8)`` is enforced either way.
-        compile: run the time step through ``torch.compile`` (opt-in; see ``benchmarks/simulator.py``
-            for when it pays; fused kernels may differ from eager at round-off level).
+        compile: run the time step through ``torch.compile`` (torch backend; opt-in; see
+            ``benchmarks/simulator.py`` for when it pays; fused kernels may differ from eager at round-off level).
+        backend: one of :data:`BACKENDS`. ``triton`` needs CUDA tensors (or ``TRITON_INTERPRET=1`` on the CPU,
+            for tests); its gradient supports no second derivatives.
+        wavefield_dtype: triton backend only: store the wavefield as ``torch.float16`` or ``torch.bfloat16``
+            (float32 arithmetic) for faster bulk generation; float32 velocity, no gradient. None: exact.
+        triton_options: tuning of the triton backend (:class:`~fwi.physics.triton_sim.TritonOptions`).
 
     Returns:
         ``[B, n_sources, nt, n_receivers]`` pressure, same dtype and device as ``velocity``; sample ``t``
@@ -60,18 +78,43 @@ def simulate(
         ``acq.zero_last_sample``.
 
     Raises:
-        ValueError: wrong shape or dtype, non-finite values, velocity out of range or unstable.
+        ValueError: wrong shape or dtype, non-finite values, velocity out of range or unstable; a backend or
+            option that cannot run here (see :func:`resolve_backend`).
     """
     v = _validated(velocity, acq, check_range)  # [B, nz, nx]
     segments = 0  # no checkpointing unless a gradient will be needed
     if torch.is_grad_enabled() and v.requires_grad:
         segments = math.ceil(math.sqrt(acq.nt)) if checkpoint_segments is None else checkpoint_segments
-    step = _compiled_step() if compile else _step
-    if v.device.type == "cpu" and v.shape[0] > 1:
+    if resolve_backend(backend, v.device, compile) == "triton":
+        out = triton_sim.simulate(v, acq, _coefficients, segments, wavefield_dtype, triton_options)
+    elif wavefield_dtype is not None:
+        raise ValueError("wavefield_dtype needs the triton backend")
+    elif v.device.type == "cpu" and v.shape[0] > 1:
         # One sample at a time on CPU: its 5 wavefields (1.9 MB) stay in cache, and batches run ~4x
         # faster per sample than as one tensor (measured, B=4, 2 cores). Results are identical.
-        return torch.cat([_simulate(x, acq, segments, step) for x in v.split(1)])
-    return _simulate(v, acq, segments, step)
+        step = _compiled_step() if compile else _step
+        out = torch.cat([_simulate(x, acq, segments, step) for x in v.split(1)])
+    else:
+        out = _simulate(v, acq, segments, _compiled_step() if compile else _step)
+    if acq.zero_last_sample:
+        out[:, :, -1] = 0
+    return out
+
+
+def resolve_backend(backend: str, device: torch.device, compile: bool = False) -> str:
+    """``torch`` or ``triton``: the implementation :func:`simulate` uses for ``backend`` on ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and not compile and triton_sim.available() else "torch"
+    if backend == "triton":
+        if compile:
+            raise ValueError("compile=True compiles the torch backend's step; the triton backend has its own kernels")
+        if not triton_sim.available():
+            raise ValueError("backend='triton' needs the triton package")
+        if device.type != "cuda" and not triton_sim.interpreted():
+            raise ValueError("backend='triton' runs on CUDA tensors (on the CPU only under TRITON_INTERPRET=1)")
+    return backend
 
 
 def _simulate(v: Tensor, acq: Acquisition, segments: int, step) -> Tensor:
@@ -94,10 +137,7 @@ def _simulate(v: Tensor, acq: Acquisition, segments: int, step) -> Tensor:
         else:
             p, p_prev, seg = _run(*args)
         traces.append(seg)
-    out = torch.cat(traces, dim=2)  # [B, S, nt, R]
-    if acq.zero_last_sample:
-        out[:, :, -1] = 0
-    return out
+    return torch.cat(traces, dim=2)  # [B, S, nt, R]
 
 
 def _validated(velocity: Tensor, acq: Acquisition, check_range: bool) -> Tensor:

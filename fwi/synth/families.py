@@ -5,23 +5,23 @@ one ``torch.Generator`` seeded with ``seed`` on ``device``, in chunks of :data:`
 reproducible on the same device and torch version (CPU and CUDA streams differ; ``generate(f, 10, s)`` is not
 the head of ``generate(f, 20, s)``).
 
-How each family is built (numbers measured on 500 real maps of FlatVel_A, CurveVel_A and FlatFault_A; the other
-families have no reference here and follow DESIGN.md §3):
+How each family is built (measured on real OpenFWI maps of FlatVel_A, CurveVel_A and FlatFault_A; the other
+families carry the same geometry with the "harder" settings of the B twins; ``benchmarks/realism.py`` checks
+them against real maps):
 
-- **FlatVel** — horizontal layers. A: 3-8 layers, interfaces ``j * 70/(k - 0.5)`` plus jitter (the last layer
-  is the thin one), velocities the lowest ``k`` of a few sorted uniform draws (increase with depth), integers.
-  B: 3-10 layers of random thickness, velocities independent (no ordering, big contrasts).
-- **CurveVel** — the same layers with equal thickness ``70/(N-1)``, all shifted by one smooth curve (a sum of two
-  sines of 0.5-3.5 cycles per map, std ~0.36 layer thickness) plus a small per-interface wobble; layers that the
-  curve pushes out of the window let the next ones in. Pixelated boundaries, integer values. B: rougher and
-  larger curves, unordered velocities.
-- **FlatFault / CurveFault** — A: 4 layers ~17.5 rows thick, two velocities below and two above 3000 m/s
-  (as measured), then one fault (or, 20 %, a fault block bounded by two opposite faults) with a vertical throw
-  of 5-10 rows and a dip of 45-88 deg, a thin drag zone with a faint velocity streak along the fault plane, and
-  a light Gaussian blur (sigma 0.43 px: the real 5 % / 95 % transition rows at every interface). CurveFault
-  adds a CurveVel-like bend. B: 4-8 unordered layers, up to two faults with 5-20 row throws; the real
-  CurveFault sample we have is unsmoothed with integer values, so CurveFault_B is left unsmoothed.
-- **Style** — A: smooth anisotropic Gaussian random field (correlation 3-8 px) on a velocity increasing with
+- **FlatVel** -- evenly spaced horizontal layers (:func:`_even_layers`). A: 3-7 interfaces ``70/m`` rows apart
+  (about +-0.6 row per interface), velocities sorted (increase with depth), integers. B: up to 9 interfaces,
+  thickness jitter, unordered velocities.
+- **CurveVel** -- A: 4-8 layers ``70/(k-1)`` rows apart, bent by quadratic-spline curves through control depths
+  every 10 columns (:func:`curve_basis`, :func:`_curve_shifts`: a shared curve whose swing is proportional to the
+  spacing and grows to the right, plus a small curve of each interface's own), as the real interfaces are.
+  Pixel-sharp, integer values. B: more layers, larger swings, unordered velocities.
+- **FlatFault / CurveFault** -- A: 4 layers ~17.5 rows thick, two velocities below and two above 3000 m/s,
+  one or (more often) two mostly steep faults anywhere across the map (blocks, faults dying out inside the map,
+  fault-plane streaks), throws of 4.5-11 rows, soft edges sampled at pixel centres. CurveFault bends the layers
+  first. B: 4-8 unordered layers, larger throws; CurveFault_B is pixel-sharp and integer-valued like the real
+  CurveFault sample.
+- **Style** -- A: smooth anisotropic Gaussian random field (correlation 3-8 px) on a velocity increasing with
   depth. B: rough power-law field, larger contrasts, weaker and unordered depth trend.
 """
 
@@ -115,21 +115,6 @@ def _random_interfaces(g: torch.Generator, k: torch.Tensor, max_layers: int) -> 
     return torch.where(torch.arange(1, max_layers, device=g.device) < k[:, None], edges, _INF)
 
 
-def _curves(g: torch.Generator, shape: Sequence[int], x: torch.Tensor, fmax: float, fmin: float = 0.5) -> torch.Tensor:
-    """Smooth random curves with zero mean and unit std over ``x``: ``[*shape, len(x)]``.
-
-    Each is a sum of two sines of ``fmin``-``fmax`` cycles per map width with random amplitude and phase.
-    ``x`` holds column coordinates in pixels.
-    """
-    shape = (*shape, 2, 1)
-    freq = _u(g, shape, fmin, fmax)
-    amp = _u(g, shape, 0.2, 1.0)
-    phase = _u(g, shape, 0.0, 2 * math.pi)
-    c = (amp * torch.sin(2 * math.pi * freq * x / NX + phase)).sum(-2)
-    c = c - c.mean(-1, keepdim=True)
-    return c / c.std(-1, keepdim=True).clamp_min(1e-3)
-
-
 def _lookup(depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
     """Velocity of a layer stack at (source) depths.
 
@@ -145,20 +130,12 @@ def _lookup(depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.Tenso
     return torch.gather(velocity, 1, idx.flatten(1).long()).view(depth.shape)
 
 
-def _gaussian_blur(maps: torch.Tensor, sigma: float, radius: int = 2) -> torch.Tensor:
-    """Separable Gaussian blur of ``[n, H, W]`` maps with edge replication; ``sigma`` in pixels.
-
-    Written as ``x + sum_i k_i (x_i - x)`` (shifted sums, much faster than ``conv2d`` on CPU) so that constant
-    regions keep their exact (integer) values.
-    """
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = (k / k.sum()).tolist()
-    h, w = maps.shape[-2:]
-    x = F.pad(maps[:, None], (0, 0, radius, radius), mode="replicate")[:, 0]
-    maps = maps + sum(k[i] * (x[:, i : i + h, :] - maps) for i in range(len(k)) if i != radius)
-    x = F.pad(maps[:, None], (radius, radius, 0, 0), mode="replicate")[:, 0]
-    return maps + sum(k[i] * (x[:, :, i : i + w] - maps) for i in range(len(k)) if i != radius)
+def _blur_x(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (3 taps, edge replication) of ``[n, H, W]`` maps along x; ``sigma`` in pixels."""
+    w = math.exp(-1 / (2 * sigma**2))
+    w = w / (1 + 2 * w)
+    x = F.pad(maps[:, None], (1, 1, 0, 0), mode="replicate")[:, 0]
+    return maps + w * (x[:, :, :-2] - maps) + w * (x[:, :, 2:] - maps)
 
 
 def _grf(g: torch.Generator, amplitude: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], n: int) -> torch.Tensor:
@@ -183,85 +160,143 @@ def _col(v: torch.Tensor) -> torch.Tensor:
 
 # -------------------------------------------------------------------------------------------------- families
 
-# FlatVel_A: distinct-value counts (= layers) 3..8 of 500 real maps: 52, 92, 106, 96, 113, 41.
-_FLAT_A_LAYERS = (3, 4, 5, 6, 7, 8)
-_FLAT_A_WEIGHTS = (52, 92, 106, 96, 113, 41)
-# Mean number of extra, discarded velocity draws per layer count (fitted to the real per-layer mean velocities):
-# the layers are the lowest k of k + extra sorted uniform draws, which slows the deepest layers.
-_FLAT_A_EXTRA = {3: 1.5, 4: 0.45, 5: 0.4, 6: 0.65, 7: 0.65, 8: 0.0}
+def _even_layers(g: torch.Generator, n: int, m_max: int = 7) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Evenly spaced interfaces as in FlatVel_A: rows ``[n, m_max]`` (``inf`` = absent), spacing ``[n]``.
+
+    Measured on the real maps: a map holds ``m`` ~ U{3..``m_max``} interfaces spaced ``d = 70/m`` rows (+-2.5 %,
+    the same spacing for every layer, each interface off by ``U(+-0.6)`` rows: inner-layer thicknesses of a map
+    differ by 0 / 1 / 2 / 3 rows in 12 / 42 / 43 / 3 % of the maps), the first at ``d * U(0.5, 1.5)``. The
+    last interface lands below the window about half of the time (then ``m`` layers show, else ``m + 1``).
+    Also returns ``m`` (int64 ``[n]``).
+    """
+    m = torch.randint(3, m_max + 1, (n,), generator=g, device=g.device)
+    spacing = NZ / m * (1 + _normal(g, (n,), 0.025)).clamp(0.93, 1.07)
+    first = spacing * _u(g, (n,), 0.5, 1.5)
+    i = torch.arange(m_max, device=g.device)
+    rows = _col(first) + i * _col(spacing) + _u(g, (n, m_max), -0.6, 0.6)
+    return torch.where(i < _col(m), rows, _INF), spacing, m
 
 
 def _flatvel(g: torch.Generator, n: int, hard: bool) -> torch.Tensor:
-    """Horizontal layers, constant rows: ``[n, NZ, NX]`` m/s."""
+    """Horizontal layers, constant rows: ``[n, NZ, NX]`` m/s.
+
+    A: :func:`_even_layers` with the ``m + 1`` sorted velocities of :func:`_sorted_velocities` (the lowest ``k``
+    show when ``k`` layers are visible, as measured: the per-layer mean velocities match the order statistics of
+    ``m + 1`` uniform draws). B: the same geometry with up to 9 interfaces, thickness jitter and unordered
+    velocities.
+    """
     if not hard:
-        lmax = max(_FLAT_A_LAYERS)
-        k = _choice(g, n, _FLAT_A_LAYERS, _FLAT_A_WEIGHTS)
-        spacing = _col(NZ / (k - 0.5))  # measured: interfaces at ~j * 70/(k - 0.5), std ~0.17 spacing
-        j = torch.arange(1, lmax, device=g.device)
-        rows = (j * spacing + _normal(g, (n, lmax - 1)) * 0.17 * spacing).round().clamp_min(1.0)
-        interfaces = torch.where(j < _col(k), rows, _INF).sort(1).values
-        extra = torch.tensor([_FLAT_A_EXTRA.get(i, 0.0) for i in range(lmax + 1)], device=g.device)[k]
-        extra = extra.floor() + (_u(g, (n,)) < extra - extra.floor()).float()
-        velocity = _sorted_velocities(g, k + extra.long(), lmax)
+        interfaces, _, m = _even_layers(g, n)
+        velocity = _sorted_velocities(g, m + 1, interfaces.shape[1] + 1)
     else:
-        lmax = 10
-        k = _choice(g, n, range(3, lmax + 1), [1.0] * (lmax - 2))
-        interfaces = _random_interfaces(g, k, lmax)
-        velocity = _random_velocities(g, n, lmax)
+        interfaces, spacing, m = _even_layers(g, n, m_max=9)
+        interfaces = interfaces + _normal(g, interfaces.shape, 0.12) * _col(spacing)
+        velocity = _random_velocities(g, n, interfaces.shape[1] + 1)
     depth = torch.arange(NZ, dtype=torch.float32, device=g.device).view(1, NZ, 1).expand(n, NZ, 1)
     return _lookup(depth, interfaces[:, :, None], velocity).expand(n, NZ, NX).contiguous()
 
 
-# CurveVel_A: distinct values per map 3..8 of 500 real maps: 1, 110, 84, 91, 124, 90.
-_CURVE_A_LAYERS = (3, 4, 5, 6, 7, 8)
-_CURVE_A_WEIGHTS = (1, 110, 84, 91, 124, 90)
+CURVE_COLUMNS = tuple(5.0 + 10.0 * i for i in range(8))
+"""Columns (pixels, the last beyond the map) of the control depths that bend CurveVel / CurveFault interfaces."""
+
+_CURVE_KNOTS = (20.0, 30.0, 40.0, 50.0, 60.0)
 
 
-def _curved_interfaces(
-    g: torch.Generator,
-    base: torch.Tensor,
-    thickness: torch.Tensor,
-    x: torch.Tensor,
-    bend: float,
-    fmax: float,
-    wobble: float,
-) -> torch.Tensor:
-    """Bend flat interfaces ``base [n, L-1]`` (rows) by a shared curve: ``[n, L-1, len(x)]`` rows.
+def curve_basis(x: torch.Tensor) -> torch.Tensor:
+    """Interpolation weights ``[len(x), 8]`` of the quadratic spline through control depths at :data:`CURVE_COLUMNS`.
 
-    The shared shift is ``s * thickness * curve(x)`` with ``s`` log-normal around ``bend`` (real CurveVel_A:
-    median 0.36, 5-95 % 0.19-0.70); each interface also wobbles by its own curve of std ~``wobble`` rows.
+    ``curve_basis(x) @ controls`` is the curve at columns ``x`` (pixels): the interpolating quadratic spline with
+    knots at columns 20, 30, ..., 60. Real CurveVel_A interfaces are exactly such splines: they span an 8-dim
+    space (a PCA of 3000 real curves leaves only pixel rounding outside it), their second derivative is constant
+    between those columns, and their extrema sit near the control columns. Float64 on ``x``'s device.
     """
-    n, m = base.shape
-    scale = bend * torch.exp(_normal(g, (n, 1), 0.4)) * _col(thickness)
-    shift = scale * _curves(g, (n,), x, fmax)  # [n, W]
-    own = _normal(g, (n, m, 1), wobble) * _curves(g, (n, m), x, fmax)  # [n, L-1, W]
-    return base[:, :, None] + shift[:, None, :] + own
+
+    def powers(t: torch.Tensor) -> torch.Tensor:  # truncated power basis of the spline space, [len(t), 8]
+        return torch.stack([t**0, t, t**2] + [(t - k).clamp_min(0) ** 2 for k in _CURVE_KNOTS], 1)
+
+    c = torch.tensor(CURVE_COLUMNS, dtype=torch.float64, device=x.device)
+    return powers(x.double()) @ torch.linalg.inv(powers(c))
+
+
+_CURVE_CHOL = (
+    (0.253, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    (0.169, 0.193, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    (-0.148, 0.158, 0.296, 0.0, 0.0, 0.0, 0.0, 0.0),
+    (0.148, -0.112, -0.122, 0.417, 0.0, 0.0, 0.0, 0.0),
+    (-0.145, 0.098, 0.158, -0.266, 0.438, 0.0, 0.0, 0.0),
+    (0.153, -0.093, -0.145, 0.305, -0.294, 0.44, 0.0, 0.0),
+    (-0.21, 0.137, 0.236, -0.418, 0.449, -0.425, 0.574, 0.0),
+    (-0.119, 0.071, 0.114, -0.209, 0.244, -0.229, 0.27, 0.28),
+)
+"""Cholesky factor of the covariance of the control depths at :data:`CURVE_COLUMNS`, in layer spacings, fitted
+on 3000 real CurveVel_A maps (``benchmarks/curve_stats.py`` on OpenFWI's CurveVelA training files 1-6): the swing
+grows to the right (std 0.25 spacing at column 5, 1.0 at column 65) and neighbouring controls alternate
+(correlation -0.6 to -0.8 on the right): folds that tighten and swing harder towards one side."""
+
+
+def _curve_shifts(g: torch.Generator, n: int, count: int, scale: torch.Tensor, own: float) -> torch.Tensor:
+    """Vertical shifts (rows) of ``count`` interfaces per map: ``[n, count, NX]``.
+
+    One shared curve (control depths ~ N(0, :data:`_CURVE_CHOL` covariance) times ``scale`` ``[n]`` rows) plus a
+    small curve of each interface's own (the same law times ``own`` rows, not scaled: real neighbouring CurveVel_A
+    interfaces differ by ~1 row whatever their spacing), both interpolated by :func:`curve_basis`.
+    """
+    chol = torch.tensor(_CURVE_CHOL, device=g.device)
+    basis = curve_basis(torch.arange(NX, device=g.device)).float()
+    shared = (_normal(g, (n, 1, 8)) @ chol.T) * scale.view(n, 1, 1)
+    mine = (_normal(g, (n, count, 8)) @ chol.T) * own
+    return (shared + mine) @ basis.T
 
 
 def _curvevel(g: torch.Generator, n: int, hard: bool) -> torch.Tensor:
-    """Layers of equal thickness bent by a smooth curve: ``[n, NZ, NX]`` m/s."""
-    lmax = 8 if not hard else 10
+    """Evenly spaced layers bent by spline curves: ``[n, NZ, NX]`` m/s.
+
+    A, as measured on real CurveVel_A maps: ``k`` ~ U{4..8} layers, interfaces at ``j * d`` (``d = 70 / (k - 1)``
+    rows, ``j = 1..k-1``: the last one at the bottom edge, so the deepest layer only shows where the curves rise),
+    ``k`` sorted uniform velocities, every interface shifted by :func:`_curve_shifts` with a shared swing of
+    ``d`` (the real swing is proportional to the spacing) and an own swing of 1.4 rows. B: up to 10 layers,
+    uneven spacing, unordered velocities, swings 1.5 times larger and rougher.
+    """
+    k_max = 8 if not hard else 10
+    k = torch.randint(4, k_max + 1, (n,), generator=g, device=g.device)
+    spacing = NZ / (k - 1).float()
+    j = torch.arange(1, k_max, device=g.device, dtype=torch.float32)
+    rows = j * _col(spacing)
     if not hard:
-        layers = _choice(g, n, _CURVE_A_LAYERS, _CURVE_A_WEIGHTS)
-        velocity = _sorted_velocities(g, layers, lmax)
-        bend, fmax, wobble = 0.36, 3.5, 1.0
+        velocity = _sorted_velocities(g, k, k_max)
+        shifts = _curve_shifts(g, n, k_max - 1, spacing, own=1.4)
     else:
-        layers = _choice(g, n, range(3, lmax + 1), [1.0] * (lmax - 2))
-        velocity = _random_velocities(g, n, lmax)
-        bend, fmax, wobble = 0.5, 4.0, 1.5
-    # measured on CurveVel_A: thickness = 70/(N-1) for N visible layers, first interface at ~1 thickness +- 2.3
-    thickness = NZ / (layers - 1) * (1 + _normal(g, (n,), 0.03))
-    j = torch.arange(1, lmax, device=g.device)
-    base = j * _col(thickness) + _normal(g, (n, 1), 2.3)
-    base = torch.where(j < _col(layers), base, _INF)
-    x = torch.arange(NX, dtype=torch.float32, device=g.device)
-    interfaces = _curved_interfaces(g, base, thickness, x, bend, fmax, wobble)
+        rows = rows + _normal(g, rows.shape, 0.12) * _col(spacing)
+        velocity = _random_velocities(g, n, k_max)
+        shifts = _curve_shifts(g, n, k_max - 1, 1.5 * spacing, own=2.8)
+    interfaces = torch.where(j < _col(k), rows, _INF)[:, :, None] + shifts
     depth = torch.arange(NZ, dtype=torch.float32, device=g.device).view(1, NZ, 1).expand(n, NZ, NX)
     return _lookup(depth, interfaces, velocity)
 
 
-_FAULT_BLUR = 0.43
-"""Gaussian blur of A fault maps, pixels: gives the real 5 % / 95 % rows at each interface."""
+_EDGE_SIGMA = 0.36
+"""Softness of A fault-map interfaces, pixels: real interfaces fade over ~2 rows (the biggest one-row step is
+~84 % of the whole on a pixel edge; e.g. 0.4 % / 53 % / 99.99 % in consecutive rows where a fault moved the layer by
+a sub-pixel throw), which a Gaussian edge of this width sampled at pixel centres reproduces."""
+
+
+def _soft_lookup(depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.Tensor, sigma: float) -> torch.Tensor:
+    """:func:`_lookup` with Gaussian-smoothed steps of width ``sigma`` (pixels) at sub-pixel interface depths.
+
+    Same arguments and result shape (``[n, H, W]`` m/s); rows far (> 6 sigma) from every interface keep the exact
+    layer velocity.
+    """
+    out = velocity[:, :1, None].expand(depth.shape).clone()
+    for j in range(interfaces.shape[1]):
+        rows = interfaces[:, j, None, :]
+        dv = torch.where(torch.isfinite(velocity[:, j + 1]), velocity[:, j + 1] - velocity[:, j], 0.0)
+        out += dv.view(-1, 1, 1) * torch.special.ndtr((depth + 0.5 - rows) / sigma)
+    return out
+
+
+_FAULT_DIPS = ((30.0, 8.0), (40.0, 23.0), (50.0, 30.0), (60.0, 45.0), (70.0, 48.0), (80.0, 103.0))
+"""(lowest dip of a 10 deg bin, deg; number of faults) measured on 250 real FlatFault_A maps (from where each
+fault cuts the three interfaces): faults are mostly steep, 40 % of them within 10 deg of vertical."""
 
 
 def _faults(
@@ -271,33 +306,50 @@ def _faults(
 
     Both ``[n, len(zs), len(xs)]`` on the pixel grid ``xs``, ``zs`` (pixel coordinates).
 
-    A fault passes through column ``x0`` at mid-depth with dip ``theta`` (from horizontal) towards ``+-x``;
-    everything on one side (either) moves down or up by an integer throw. The displacement ramps across a thin drag
-    zone (``drag`` px wide). Real fault planes show a faint streak (~1 % velocity change along the plane); the
-    streak map is ``eps * 4 u (1 - u)`` for the ramp ``u`` of each fault; ``eps ~ N(0, 1.5 %)``.
-    With probability ``p_block`` two faults of opposite dip bound a block (graben/horst) that moves instead.
-    A: 1 fault or a block, throws 5-10 rows, dips 45-88 deg (as seen in FlatFault_A).
-    B: up to two independent faults or a block, throws 5-20 rows, dips 30-88 deg.
+    A fault passes through column ``x0`` at mid-depth (6-64: anywhere across the map, as in the real FlatFault_A
+    maps, whose faults often run close to the left or right edge) with dip ``theta`` (from horizontal, drawn from
+    :data:`_FAULT_DIPS`) towards ``+-x``; everything on one side (either) moves down or up by a throw (whole rows
+    half of the time, any sub-pixel size otherwise), ramping across a thin drag zone (``drag`` px wide). Real
+    FlatFault_A maps move every interface by the same 5-10 rows, and ~40 % of them hold two faults, nearly
+    always of opposite dips and throws (a graben / horst block, often reaching an edge): A draws a block 25 % of
+    the time and two independent faults (any directions) 11 %; 10 % of the faults die out inside the map (the
+    throw fades to zero over 2-12 rows above or below a tip depth, leaving whole rows uncut). Fault planes show a
+    streak: ``eps * 4 u (1 - u)`` for the ramp ``u`` of each fault, ``eps`` ~ N(0, 2 %) on most maps, N(0, 4 %)
+    on a quarter of them, in 3 rows out of 4 (real fault zones carry ~100 pixels per map off the layer values,
+    median 17 m/s off, and leave some rows clean).
+    A: throws 4.5-11 rows. B: throws 5-25 rows, more second faults and blocks.
     """
-    tmax, dip_lo, p_two, p_block = (10.0, 45.0, 0.0, 0.2) if not hard else (20.0, 30.0, 0.4, 0.25)
+    tmin, tmax, p_two, p_block = (4.5, 11.0, 0.15, 0.25) if not hard else (5.0, 25.0, 0.5, 0.25)
     X, Z = xs.view(1, 1, -1), zs.view(1, -1, 1)
-    dip = torch.deg2rad(_u(g, (n, 2), dip_lo, 88.0))
+    lowest, weights = zip(*_FAULT_DIPS, strict=True)
+    pick = torch.multinomial(torch.tensor(weights, device=g.device), 2 * n, replacement=True, generator=g)
+    dip = torch.deg2rad(torch.tensor(lowest, device=g.device)[pick].view(n, 2) + _u(g, (n, 2), 0.0, 10.0))
     lean = _sign(g, (n, 1))
     lean = torch.cat([lean, torch.where(_u(g, (n, 1)) < 0.5, lean, -lean)], 1)  # second fault: any direction
-    x0 = _u(g, (n, 2), 12.0, NX - 12.0)
-    throw = _sign(g, (n, 2)) * _u(g, (n, 2), 5.0, tmax + 1.0).floor()
+    x0 = _u(g, (n, 2), 6.0, NX - 6.0)
+    throw = _sign(g, (n, 2)) * _u(g, (n, 2), tmin, tmax)
+    throw = torch.where(_u(g, (n, 2)) < 0.5, throw.round(), throw)  # half the real throws are whole rows
     drag = _u(g, (n, 2), 0.5, 2.0)
     block = _u(g, (n,)) < p_block
     two = (_u(g, (n,)) < p_two) & ~block
-    # block: first fault on the left, second at 12-40 px to its right leaning the other way
-    x0_block = _u(g, (n,), 5.0, NX - 30.0)
-    x0 = torch.where(block[:, None], torch.stack([x0_block, x0_block + _u(g, (n,), 12.0, 40.0)], 1), x0)
+    # block: the two faults lean opposite ways, anywhere across the map (real blocks often reach an edge)
+    x0 = torch.where(block[:, None], x0.sort(1).values, x0)
     lean = torch.where(block[:, None], torch.cat([lean[:, :1], -lean[:, :1]], 1), lean)
+    # a fault tip: the throw fades out above (or below) depth z_tip
+    tipped = _u(g, (n, 2)) < 0.1
+    z_tip = _u(g, (n, 2), 10.0, 55.0)
+    fade = _u(g, (n, 2), 2.0, 12.0)
+    upward = _u(g, (n, 2)) < 0.75
 
     def side(f: int) -> torch.Tensor:  # [n, H, W] in [0, 1]: 1 right of fault f, ramping across the drag zone
         p = [v[:, f].view(n, 1, 1) for v in (x0, lean, dip, drag)]
         x_fault = p[0] + p[1] * (Z - NZ / 2) / torch.tan(p[2])
         return (0.5 + (X - x_fault) * torch.sin(p[2]) / p[3]).clamp_(0.0, 1.0)
+
+    def taper(f: int) -> torch.Tensor:  # [n, H, 1] in [0, 1]: how much of the throw acts at each depth
+        below = (Z - z_tip[:, f].view(n, 1, 1)) / fade[:, f].view(n, 1, 1)
+        t = torch.where(upward[:, f].view(n, 1, 1), below, -below - 1.0).clamp(0.0, 1.0)
+        return torch.where(tipped[:, f].view(n, 1, 1), t, 1.0)
 
     right0, right1 = side(0), side(1)
     has1 = (block | two).view(n, 1, 1).float()
@@ -307,45 +359,51 @@ def _faults(
     other = (_u(g, (n, 2, 1, 1)) < 0.5).float()
     moved0 = moved0 + other[:, 0] * (1.0 - 2.0 * moved0)
     moved1 = moved1 + other[:, 1] * (two.view(n, 1, 1).float() - 2.0 * moved1)
-    shift = throw[:, 0].view(n, 1, 1) * moved0 + throw[:, 1].view(n, 1, 1) * moved1
-    eps = _normal(g, (n, 2), 0.015)
-    eps0, eps1 = eps[:, 0].view(n, 1, 1), eps[:, 1].view(n, 1, 1) * has1
+    shift = throw[:, 0].view(n, 1, 1) * moved0 * taper(0) + throw[:, 1].view(n, 1, 1) * moved1 * taper(1)
+    eps = _normal(g, (n, 2)) * torch.where(_u(g, (n, 1)) < 0.25, 0.04, 0.02)
+    eps0, eps1 = eps[:, 0].view(n, 1, 1) * taper(0), eps[:, 1].view(n, 1, 1) * has1 * taper(1)
     streak = eps0 * 4 * right0 * (1 - right0) + eps1 * 4 * right1 * (1 - right1)
+    streak = streak * (_u(g, (n, zs.shape[0], 1)) < 0.75)  # patchy: real fault zones leave some rows clean
     return shift, streak
 
 
 def _fault(g: torch.Generator, n: int, hard: bool, curved: bool) -> torch.Tensor:
-    """Flat or curved layers cut by dipping faults: ``[n, NZ, NX]`` m/s."""
+    """Flat or curved layers cut by dipping faults: ``[n, NZ, NX]`` m/s.
+
+    A: 4 layers ~17.5 rows thick (interfaces on pixel edges, moved by sub-pixel throws), two velocities below
+    and two above 3000 m/s (as measured on FlatFault_A), :func:`_faults`, soft edges (:data:`_EDGE_SIGMA`).
+    B: 4-8 unordered layers of random thickness, larger throws; CurveFault_B stays pixel-sharp and
+    integer-valued like the real CurveFault sample.
+    CurveFault bends the layers with the CurveVel curves (:func:`_curve_shifts`) before faulting.
+    """
     xs = torch.arange(NX, dtype=torch.float32, device=g.device)
     zs = torch.arange(NZ, dtype=torch.float32, device=g.device)
     if not hard:
-        # FlatFault_A: 4 layers; interfaces at ~j * 17.5 rows; v1 < v2 in [1500, 3000), v3 < v4 in [3000, 4500)
         lmax = 4
         layers = torch.full((n,), lmax, device=g.device)
         j = torch.arange(1, lmax, device=g.device)
-        base = (j * NZ / lmax - 0.3 + _normal(g, (n, lmax - 1), 1.5)).round()
+        base = (j * NZ / lmax - 0.3 + _normal(g, (n, lmax - 1), 1.5)).round()  # on pixel edges; throws are not
         mid = 0.5 * (VMIN + VMAX)
         velocity = torch.cat([_u(g, (n, 2), VMIN, mid).sort(1).values, _u(g, (n, 2), mid, VMAX).sort(1).values], 1)
         velocity = velocity.round()
-        bend = 0.25
     else:
         lmax = 8
         layers = _choice(g, n, range(4, lmax + 1), [1.0] * (lmax - 3))
         base = _random_interfaces(g, layers, lmax)
         velocity = _random_velocities(g, n, lmax)
-        bend = 0.4
     if curved:
         thickness = NZ / layers.float()
-        interfaces = _curved_interfaces(g, base, thickness, xs, bend, 3.5, 1.0)
+        scale, own = (thickness, 1.4) if not hard else (1.5 * thickness, 2.8)
+        interfaces = base[:, :, None] + _curve_shifts(g, n, lmax - 1, scale, own)
     else:
         interfaces = base[:, :, None]
     shift, streak = _faults(g, n, xs, zs, hard)
-    maps = _lookup(zs.view(1, -1, 1) - shift, interfaces, velocity) * (1.0 + streak)
+    depth = zs.view(1, -1, 1) - shift
     if hard and curved:  # the real CurveFault sample we have is unsmoothed, integer-valued
-        return maps.round()
-    # 3 taps give the 5 % / 95 % rows; 5 taps add the sub-0.1 m/s residues that half the real maps show
-    wide = (_u(g, (n, 1, 1)) < 0.5).expand(n, NZ, NX)
-    return torch.where(wide, _gaussian_blur(maps, _FAULT_BLUR, radius=2), _gaussian_blur(maps, _FAULT_BLUR, radius=1))
+        return (_lookup(depth, interfaces, velocity) * (1.0 + streak)).round()
+    maps = _soft_lookup(depth, interfaces, velocity, _EDGE_SIGMA) * (1.0 + streak)
+    # faults crossing at low angles leave many in-between values along the rows: soften the lateral edges too
+    return _blur_x(maps, _EDGE_SIGMA)
 
 
 def _style(g: torch.Generator, n: int, hard: bool) -> torch.Tensor:

@@ -53,5 +53,25 @@ class SyntheticStream:
         return seismic, maps[:, None], family_ids
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        if self.device.type != "cuda":
+            for index in range(self.batches_per_epoch):
+                yield self.batch(index)
+            return
+        # On a GPU the next batch is drawn and simulated on a side stream while the consumer's work (a
+        # training step: compute-bound, where the simulator is memory-bound) runs on the current one.
+        main, side = torch.cuda.current_stream(self.device), torch.cuda.Stream(self.device)
+
+        def launch(index: int):
+            side.wait_stream(main)
+            with torch.cuda.stream(side):
+                return self.batch(index)
+
+        pending = launch(0) if self.batches_per_epoch else None
         for index in range(self.batches_per_epoch):
-            yield self.batch(index)
+            ready = pending
+            main.wait_stream(side)
+            for tensor in ready:
+                if tensor.is_cuda:
+                    tensor.record_stream(main)  # freed only after the main stream's use
+            pending = launch(index + 1) if index + 1 < self.batches_per_epoch else None
+            yield ready

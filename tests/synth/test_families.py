@@ -151,3 +151,103 @@ def test_a_families_close_to_real(family):
     p = np.linspace(0, 1, 501)
     assert np.abs(np.quantile(s, p) - np.quantile(r, p)).mean() < 80  # Wasserstein-1 of the histograms, m/s
     assert np.abs(s.mean((0, 2)) - r.mean((0, 2))).max() < 250  # mean velocity by depth, m/s
+
+
+def inner_thickness(m: np.ndarray) -> list[np.ndarray]:
+    """Thickness (rows) of the inner layers (not the first, not the last) of each flat map ``[n, H, W]``."""
+    out = []
+    for col in m[:, :, 0]:
+        t = np.diff(np.r_[0, np.nonzero(np.diff(col))[0] + 1, NZ])
+        out.append(t[1:-1])
+    return out
+
+
+def test_flatvel_a_inner_layers_evenly_spaced_as_real():
+    # real FlatVel_A: inner layers of a map differ by <= 3 rows (mean CV 0.064); the old generator jittered
+    # each interface on its own (CV 0.20)
+    cv = lambda ts: np.mean([t.std() / t.mean() for t in ts if len(t) >= 2])  # noqa: E731
+    s, r = inner_thickness(maps("FlatVel_A", 300, 1).numpy()), inner_thickness(real("FlatVel_A"))
+    assert np.mean([np.ptp(t) <= 3 for t in s if len(t)]) > 0.98  # (equal neighbouring velocities merge layers)
+    assert cv(s) == pytest.approx(cv(r), abs=0.015)
+
+
+def interfaces(m: np.ndarray) -> list[np.ndarray]:
+    """Row of every interface of each monotone layered map, per column: ``[L-1, W]`` per map."""
+    out = []
+    for x in m:
+        vals = np.unique(x)
+        out.append(np.array([(x <= v).sum(0) for v in vals[:-1]], dtype=np.float64))
+    return out
+
+
+def test_curvevel_a_curves_follow_each_other_and_swing_to_one_side_as_real():
+    def stats(m):
+        corr, right = [], []
+        for b in interfaces(m):
+            inside = [c for c in b if c.min() > 0 and c.max() < NZ]
+            corr += [np.corrcoef(a, c)[0, 1] for a, c in zip(inside, inside[1:], strict=False)
+                     if a.std() > 0 and c.std() > 0]
+            d = np.abs(np.diff(b, axis=1))
+            right.append(d[:, -23:].mean() > d[:, :23].mean())
+        return np.median(corr), np.mean(right)
+
+    (corr_s, right_s), (corr_r, right_r) = stats(maps("CurveVel_A", 300, 1).numpy()), stats(real("CurveVel_A"))
+    assert corr_s == pytest.approx(corr_r, abs=0.02)  # real: 0.98
+    assert right_s == pytest.approx(right_r, abs=0.1)  # real: 79 % of the maps swing harder on the right
+
+
+def test_curvevel_a_interfaces_are_the_real_splines(load_benchmark):
+    # real CurveVel_A interfaces are quadratic splines through control depths every 10 columns (curve_basis):
+    # one spline explains each of them down to pixel rounding (0.29 rows rms); a basis with other knots would not
+    stats = load_benchmark("curve_stats")
+    real_controls, residual = stats.fit_controls(real("CurveVel_A"))
+    assert np.median(residual) < 0.32
+    synthetic_controls, residual = stats.fit_controls(maps("CurveVel_A", 500, 1).numpy())
+    assert np.median(residual) < 0.32
+    # and the generator draws the control depths with the real spread and alternation (std 0.25 -> 1.0 spacing
+    # from left to right, neighbours anti-correlated on the right)
+    (std_s, corr_s), (std_r, corr_r) = stats.summary(synthetic_controls), stats.summary(real_controls)
+    np.testing.assert_allclose(std_s, std_r, rtol=0.15)
+    np.testing.assert_allclose(corr_s, corr_r, atol=0.12)
+
+
+def test_flatfault_a_rendering_as_real():
+    s, r = maps("FlatFault_A", 300, 1).numpy(), real("FlatFault_A")
+
+    def monotone(m):  # share of maps whose every column increases with depth
+        return (np.diff(m, axis=1) >= -0.5).all((1, 2)).mean()
+
+    def uncut_rows(m):  # share of rows no fault crosses (constant along x)
+        return (np.abs(np.diff(m, axis=2)).max(2) < 1).mean()
+
+    assert monotone(s) < 0.1 and monotone(r) < 0.1  # old generator: 39 %
+    assert uncut_rows(s) == pytest.approx(uncut_rows(r), abs=0.08)  # real: 23 %; old generator: 5 %
+    # soft edges: the biggest one-row step takes ~84 % of an interface's step, less where a fault moved the
+    # interface by a sub-pixel throw
+    def main_step_share(m):
+        dz = np.abs(np.diff(m[:, :, 0], axis=1))
+        i, z = np.nonzero(dz[:, 1:-1] > 100)
+        return dz[i, z + 1] / (dz[i, z] + dz[i, z + 1] + dz[i, z + 2])
+
+    share_s, share_r = main_step_share(s), main_step_share(r)
+    assert np.quantile(share_r, 0.1) < 0.75 and np.quantile(share_s, 0.1) < 0.75
+    assert np.median(share_s) == pytest.approx(np.median(share_r), abs=0.08)
+
+
+def test_flatfault_a_throws_as_real():
+    # how far the middle interface moves between the left and the right edge: real FlatFault_A maps move it by
+    # 5-10 rows (no net move in a quarter of them: blocks, or a fault not reaching an edge); the previous
+    # generator's 5-20 row throws gave a median of ~12
+    def edge_offsets(m):
+        out = []
+        for x in m:
+            values, counts = np.unique(x, return_counts=True)
+            layers = np.sort(values[np.argsort(counts)[-4:]])  # the four layer velocities
+            level = (layers[1] + layers[2]) / 2
+            out.append(abs(int((x[:, -1] < level).sum()) - int((x[:, 0] < level).sum())))
+        return np.array(out)
+
+    s, r = edge_offsets(maps("FlatFault_A", 300, 1).numpy()), edge_offsets(real("FlatFault_A"))
+    assert (s == 0).mean() == pytest.approx((r == 0).mean(), abs=0.1)
+    assert np.median(s[s > 0]) == pytest.approx(np.median(r[r > 0]), abs=1.5)
+    assert ((s >= 4) & (s <= 11)).mean() > 0.5
