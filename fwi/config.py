@@ -314,16 +314,18 @@ class RefineConfig(Section):
     prior: Literal["auto", "layers", "regions", "smooth"] = Field(
         "auto", description="auto: routed per map (flat -> layers, faulted/curved -> regions, smooth -> smooth); "
         "or force one prior for every map.")
-    max_evals: int = Field(20, ge=0, description="Simulations forward + backward per map (0: copy the starts). "
+    max_evals: int = Field(16, ge=0, description="Simulations forward + backward per map (0: copy the starts). "
                            "Results are reproducible for a given value.")
     window: int | None = Field(None, ge=2, le=1000, description="Time samples the fit compares (null: per map, "
                                "the slowest column's two-way time to the bottom + 0.15 s).")
     dtype: Literal["float32", "float64"] = Field("float32", description="Simulation precision.")
-    max_seconds: float | None = Field(None, gt=0, description="Wall-time budget per map, a safety net: a map that "
-                                      "hits it keeps its best iterate so far (then results depend on the machine).")
+    max_seconds: float | None = Field(240.0, gt=0, description="Wall-time budget of a map's fit, a safety net "
+                                      "(null: none): a map that hits it keeps its best iterate so far and is logged "
+                                      "timed_out (its result then depends on the machine's speed). 240 s keeps 6 "
+                                      "maps on a 2-core CPU (3 rounds of 2 workers) within 15 minutes.")
     device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:N.")
-    workers: int = Field(1, ge=1, description="Maps refined in parallel, one process each (one CPU thread each "
-                         "on the CPU).")
+    workers: int = Field(0, ge=0, description="Maps refined in parallel, one process each (one CPU thread each "
+                         "on the CPU); 0: one per CPU core on the CPU, 1 on a GPU.")
 
 
 class _Param(_Schema):

@@ -166,19 +166,27 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core beats threads on these small grids
 
 
+def n_workers(cfg: RefineConfig, device: str) -> int:
+    """``cfg.workers``, or for 0: one per CPU core this process may use on the CPU, one on a GPU."""
+    if cfg.workers:
+        return cfg.workers
+    return len(os.sched_getaffinity(0)) if device == "cpu" else 1
+
+
 def _outcomes(jobs: list[Job], cfg: RefineConfig, device: str, skip_bad: bool) -> Iterator[Outcome]:
     """Outcomes of ``jobs`` as they finish: in-process for one worker, else a pool of spawned processes."""
-    if cfg.workers == 1 or len(jobs) <= 1:
+    workers = min(n_workers(cfg, device), len(jobs))
+    if workers <= 1:
         for job in jobs:
             yield refine_job(job, cfg, device, skip_bad)
         return
     ctx = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
-    with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
         queue = iter(jobs)
         running: set[Future] = set()
         try:
             while True:
-                while len(running) < cfg.workers and (job := next(queue, None)) is not None:
+                while len(running) < workers and (job := next(queue, None)) is not None:
                     running.add(pool.submit(refine_job, job, cfg, device, skip_bad))
                 if not running:
                     return
@@ -234,6 +242,9 @@ def refine_folder(cfg: RefineConfig, test_dir: Path, *, progress: bool = True) -
     out.mkdir(parents=True, exist_ok=True)
     log = log_path(cfg, out, shard)
     todo = [j for j in jobs if not (out / f"{j.oid}.npy").exists()]
+    if not cfg.skip_bad:  # a bad start map stops the run now, not hours in (test files are checked as read)
+        for job in todo:
+            check_range(job.start, load_start_map(job.start))
     drops: list[float] = []
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"refine {cfg.shard}", unit="map",
               disable=not progress, dynamic_ncols=True) as bar:
