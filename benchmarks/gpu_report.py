@@ -16,7 +16,8 @@ Stages, each one table with its baseline measured in the same run:
   channels_last on/off on a fixed batch (model only), then each config's own settings fed by on-the-fly
   simulated batches (:class:`fwi.synth.stream.SyntheticStream`) against the same step on a fixed batch;
 - ``predict``: test files/s end to end (read, normalize, model with flip TTA, CSV) against the model alone;
-- ``refine``: samples/s of :func:`fwi.physics.refine.refine` against the simulator's forward + gradient.
+- ``refine``: maps/s of :func:`fwi.physics.refine.refine_map` (``python -m fwi.refine``'s per-map function)
+  against the simulator's forward + gradient of one map, and the projected cost of the 65,818 test maps.
 
 With ``--smoke`` the Triton kernels run in Triton's CPU interpreter and ``torch.compile`` uses its ``eager``
 backend (the inductor compiler would take minutes on a CPU); no number of a smoke run means anything. Each
@@ -83,8 +84,9 @@ class Sizes:
     train_steps: int
     predict_files: int
     predict_batch: int
-    refine_batch: int
+    refine_maps: int
     refine_steps: int
+    """Maps refined one by one, and L-BFGS gradient evaluations per map."""
     repeats: int
     """Timed runs per cell (median)."""
     warmup: int
@@ -109,7 +111,7 @@ def gpu_sizes() -> Sizes:
     )
     return Sizes(nt=1000, forward_batches=(1, 8, 32, 128), eager_batches=(1, 32), grad_batches=(1, 8, 32),
                  eager_grad_batches=(1, 8), triton=base, tuning=(base, *tuning), train_batch=32, train_steps=20,
-                 predict_files=2048, predict_batch=64, refine_batch=32, refine_steps=5, repeats=3, warmup=1,
+                 predict_files=2048, predict_batch=64, refine_maps=8, refine_steps=5, repeats=3, warmup=1,
                  compile_backend="inductor")
 
 
@@ -120,7 +122,7 @@ def smoke_sizes() -> Sizes:
     base = TritonOptions(steps_per_launch=2, region=(512, 512), block=(512, 512))
     return Sizes(nt=4, forward_batches=(2,), eager_batches=(2,), grad_batches=(1,), eager_grad_batches=(1,),
                  triton=base, tuning=(base,), train_batch=2, train_steps=1, predict_files=4, predict_batch=2,
-                 refine_batch=1, refine_steps=1, repeats=1, warmup=0, compile_backend="eager",
+                 refine_maps=1, refine_steps=1, repeats=1, warmup=0, compile_backend="eager",
                  model_overrides=SMOKE_MODEL_OVERRIDES)
 
 
@@ -495,34 +497,41 @@ def stage_predict(ctx: Context) -> None:
 def stage_refine(ctx: Context) -> None:
     import torch
 
-    from fwi.physics.refine import refine
+    from fwi.config import RefineConfig
+    from fwi.physics.refine import refine_map, time_window
     from fwi.physics.simulator import simulate
+    from fwi.physics.starts import network_like_start
 
     s = ctx.sizes
-    truth = ctx.maps[: s.refine_batch]
+    truth = ctx.maps[: s.refine_maps]
     with torch.no_grad():
         observed = simulate(truth, ctx.acq)
-    start = truth.flip(-1)  # a wrong starting map
+    start = network_like_start(truth.cpu()).to(ctx.device)
 
-    def run():
-        return refine(start, observed, steps=s.refine_steps, acq=ctx.acq)[0]
+    def run():  # what python -m fwi.refine does per map (one map per process)
+        return [refine_map(v, obs, max_evals=s.refine_steps, acq=ctx.acq)
+                for v, obs in zip(start, observed, strict=True)]
 
-    t, _ = seconds(run, ctx.device, s)
+    t, results = seconds(run, ctx.device, s)
+    window = time_window(start[0], ctx.acq)
 
     def grad():
-        x = start.clone().requires_grad_()
-        simulate(x, ctx.acq, check_range=False).square().sum().backward()
+        x = start[:1].clone().requires_grad_()
+        simulate(x, ctx.acq.with_(nt=window, zero_last_sample=False), check_range=False).square().sum().backward()
 
     t_grad, _ = seconds(grad, ctx.device, s)
-    sample_steps = s.refine_batch * s.refine_steps / t
-    baseline = s.refine_batch / t_grad
+    evals = sum(r.gradients for r in results)
+    default_evals = RefineConfig().max_evals
+    per_map = t / len(results) * default_evals / max(evals / len(results), 1)
     ctx.report.table(
-        "Refinement", ["batch", "Adam steps", "samples/s (whole refinement)", "sample-steps/s",
-                       "simulator fwd+grad samples/s (baseline)", "ratio"],
-        [[s.refine_batch, s.refine_steps, s.refine_batch / t, sample_steps, baseline,
-          f"{sample_steps / baseline:.0%}"]],
-        f"`fwi.physics.refine.refine` (default backend, {ctx.acq.nt} steps, TV prior); each Adam step costs one "
-        "simulator forward + gradient, plus one forward for the last iterate.")
+        "Refinement", ["maps", "gradients per map", "maps/s", "gradients/s", "fwd+grad/s of one map (baseline)",
+                       "ratio", f"hours for 65,818 maps at {default_evals} gradients"],
+        [[len(results), evals / len(results), len(results) / t, evals / t, 1 / t_grad,
+          f"{evals / t * t_grad:.0%}", 65818 * per_map / 3600]],
+        f"`fwi.physics.refine.refine_map` (the per-map function of `python -m fwi.refine`, default backend, "
+        f"{ctx.acq.nt}-step records, network-like starts) one map at a time vs one simulator forward + gradient of "
+        f"one map over the first start's window ({window} steps); the projection scales the time per map to "
+        "refine.max_evals gradients and assumes one process per GPU (fwi.refine's workers run maps in parallel).")
 
 
 STAGES: dict[str, Callable[[Context], None]] = {
@@ -568,7 +577,7 @@ def load_data(ctx: Context) -> None:
 
     real_vel = torch.from_numpy(np.load(DATA / "curvefault_sample0_vel.npy"))[:, 0]  # [1, 70, 70]
     others = torch.from_numpy(np.load(DATA / "velocity_CurveVelA.npz")["velocity"][:, 0])  # [500, 70, 70]
-    n = max(*ctx.sizes.forward_batches, *ctx.sizes.grad_batches, ctx.sizes.train_batch, ctx.sizes.refine_batch)
+    n = max(*ctx.sizes.forward_batches, *ctx.sizes.grad_batches, ctx.sizes.train_batch, ctx.sizes.refine_maps)
     ctx.maps = torch.cat([real_vel, others[: n - 1]]).to(ctx.device)
     ctx.seismic = torch.from_numpy(np.load(DATA / "curvefault_sample0_seis.npy"))
     with torch.no_grad():

@@ -1,126 +1,127 @@
-"""Does test-time physics refinement (``fwi.physics.refine``) lower the MAE? A synthetic holdout.
+"""Does test-time physics refinement lower the MAE? Real OpenFWI maps, network-like starts, ``fwi.refine``'s path.
 
-    OMP_NUM_THREADS=2 python benchmarks/refine.py                  # CPU defaults: 4 families x 2 samples
-    python benchmarks/refine.py --device cuda --samples 16 refine.steps=100 refine.misfit_nt=null
-    python benchmarks/refine.py --checkpoint runs/x/best.pt        # start from a real model's prediction
+    OMP_NUM_THREADS=1 python benchmarks/refine.py                       # CPU, the defaults of python -m fwi.refine
+    OMP_NUM_THREADS=1 python benchmarks/refine.py --indices 0,2,4,6 refine.max_evals=10   # tuning maps
+    python benchmarks/refine.py --device cuda --indices 1,3,5,7,9,11,13,15
+    python benchmarks/refine.py --file FlatFault_A=vmodel12.npy --indices 0,1   # other maps [N, 1, 70, 70]
 
-For each family, true maps come from ``fwi.synth.families.generate`` (seed ``--seed``) and the observed
-seismic is their exact simulation. The starting guess emulates a network prediction: the true map blurred
-by a Gaussian of ``--blur`` px (default 2) plus a smooth random perturbation (a 4 x 4 grid of N(0, 1)
-values, bicubically upsampled to 70 x 70, scaled to ``--perturb`` m/s rms, default 30), clipped to
-[VMIN, VMAX]; or, with ``--checkpoint``, the checkpoint's prediction of the observed seismic. Refinement
-uses the ``refine.*`` config values (defaults, ``--config FILE`` and ``refine.key=value`` overrides;
-``steps=0`` here means the benchmark's own default of 10).
+For each family (FlatVel_A, CurveVel_A, FlatFault_A: the 500 real maps of each in tests/data), the maps at
+``--indices`` are the truth; their exact simulation, stored as float16 like the competition's test files, is
+the observed seismic; the start is :func:`fwi.physics.starts.network_like_start` (blurred interfaces plus a
+smooth velocity error, seeded). Start maps and seismic are written to a temporary folder as ``<oid>.npy`` and
+refined by :func:`fwi.refine.refine_folder`, the function ``python -m fwi.refine`` runs, with the ``refine.*``
+config (defaults, ``--config FILE``, ``refine.key=value`` overrides): the numbers are those of the CLI.
 
-Prints one row per family: competition MAE (odd columns, m/s) before and after, the mean normalized L2
-misfit before and after (over the compared window), seconds per sample, and the device.
+The refinement was tuned on even indices; report on odd ones (the default, 1 and 3: 6 maps).
+Prints one row per map and per family: competition MAE (odd columns, m/s) of the start and of the refined
+map, the MAE ratio, the data misfit before/after (normalized L2 over the full record), L-BFGS gradient
+evaluations, seconds per map, the routed prior; then the wall time of the whole run and the CPU time used.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fwi.config import load_config
 from fwi.metrics import competition_mae
-from fwi.physics.acquisition import DEFAULT, VMAX, VMIN
-from fwi.physics.refine import refine
 from fwi.physics.simulator import simulate
-from fwi.synth.families import generate
+from fwi.physics.starts import network_like_start
+from fwi.refine import log_path, parse_shard, read_log, refine_folder
 
-FAMILIES = "FlatVel_A,CurveVel_A,FlatFault_A,Style_A"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+FAMILIES = {"FlatVel_A": DATA / "velocity_FlatVelA.npz", "CurveVel_A": DATA / "velocity_CurveVelA.npz",
+            "FlatFault_A": DATA / "velocity_FlatFaultA.npz"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--families", default=FAMILIES, help=f"comma-separated (default {FAMILIES})")
-    p.add_argument("--samples", type=int, default=2, help="maps per family (default 2)")
-    p.add_argument("--seed", type=int, default=123, help="seed of the true maps and perturbations")
-    p.add_argument("--blur", type=float, default=2.0, help="Gaussian blur of the starting guess, px")
-    p.add_argument("--perturb", type=float, default=30.0, help="rms of the smooth perturbation, m/s")
-    p.add_argument("--checkpoint", action="append", help="start from this checkpoint's prediction (repeat: ensemble)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=2, help="maps refined together")
+    p.add_argument("--families", default=",".join(FAMILIES), help="comma-separated (default: all three)")
+    p.add_argument("--indices", default="1,3", help="map indices per family (default 1,3: held out from tuning)")
+    p.add_argument("--file", action="append", default=[], metavar="FAMILY=PATH",
+                   help="take FAMILY's maps from this .npy [N, 1, 70, 70] (or .npz with 'velocity') instead")
+    p.add_argument("--blur", type=float, default=1.0, help="Gaussian blur of the start, cells (default 1)")
+    p.add_argument("--smooth-error", type=float, default=20.0, help="smooth error of the start, m/s rms (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the start's error (default 0)")
+    p.add_argument("--device", default="cpu", help="refine.device (default cpu)")
     p.add_argument("--config", help="YAML config whose refine section to use")
     p.add_argument("overrides", nargs="*", metavar="refine.key=value")
     return p.parse_args(argv)
 
 
-def gaussian_blur(v: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[B, H, W]`` maps, edge-replicated, radius ``3 sigma``."""
-    if sigma <= 0:
-        return v
-    r = max(1, round(3 * sigma))
-    x = torch.arange(-r, r + 1, dtype=v.dtype, device=v.device)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    y = F.pad(v[:, None], (r, r, r, r), mode="replicate")
-    y = F.conv2d(y, k.view(1, 1, 1, -1))
-    y = F.conv2d(y, k.view(1, 1, -1, 1))
-    return y[:, 0]
-
-
-def degraded(true: torch.Tensor, blur: float, perturb: float, seed: int) -> torch.Tensor:
-    """The emulated network prediction of ``true`` ``[B, 70, 70]`` (see the module docstring)."""
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.randn(true.shape[0], 1, 4, 4, generator=g).to(true.device)
-    smooth = F.interpolate(coarse, size=true.shape[-2:], mode="bicubic", align_corners=True)[:, 0]
-    smooth = smooth / smooth.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-12)
-    return (gaussian_blur(true, blur) + perturb * smooth).clamp(VMIN, VMAX)
-
-
-def network_guess(checkpoints: list[str], seismic: torch.Tensor, device: torch.device) -> torch.Tensor:
-    from fwi.predict import load_ensemble, predict_batch
-
-    return predict_batch(load_ensemble(checkpoints, device), seismic)
+def load_maps(path: Path, indices: list[int]) -> torch.Tensor:
+    """``[len(indices), 70, 70]`` float32 m/s from an OpenFWI ``.npy`` or a tests/data ``.npz``."""
+    data = np.load(path)
+    maps = data["velocity"] if path.suffix == ".npz" else data
+    return torch.from_numpy(np.asarray(maps[indices]).reshape(len(indices), 70, 70).astype(np.float32))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.overrides).refine
-    steps = cfg.steps or 10
-    device = torch.device(args.device)
-    start = "checkpoint" if args.checkpoint else f"blur {args.blur} px + {args.perturb} m/s smooth"
-    print(f"refine: steps={steps} lr={cfg.lr} tv_weight={cfg.tv_weight} prior={cfg.prior} "
-          f"misfit_nt={cfg.misfit_nt}; start={start}; {args.samples} samples/family; "
-          f"threads={torch.get_num_threads()}")
-    header = (f"{'family':<14}{'MAE before':>11}{'MAE after':>10}{'misfit before':>15}{'misfit after':>13}"
-              f"{'s/sample':>10}  device")
+    sources = dict(FAMILIES, **{k: Path(v) for k, v in (f.split("=", 1) for f in args.file)})
+    families = args.families.split(",")
+    indices = [int(i) for i in args.indices.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="refine_bench_"))
+    maps_dir, test_dir, out = tmp / "maps", tmp / "test", tmp / "out"
+    maps_dir.mkdir()
+    test_dir.mkdir()
+    truth, starts = {}, {}
+    for fi, family in enumerate(families):
+        true = load_maps(sources[family], indices)
+        start = network_like_start(true.double(), blur=args.blur, smooth_error=args.smooth_error,
+                                   seed=args.seed + fi).float()
+        with torch.no_grad():
+            observed = simulate(true)
+        for i, idx in enumerate(indices):
+            oid = f"{family}_{idx:03d}"
+            truth[oid], starts[oid] = true[i].numpy(), start[i].numpy()
+            np.save(maps_dir / f"{oid}.npy", starts[oid])
+            np.save(test_dir / f"{oid}.npy", observed[i].numpy().astype(np.float16))
+    overrides = [f"refine.maps={maps_dir}", f"refine.out={out}", f"refine.device={args.device}", *args.overrides]
+    cfg = load_config(args.config, overrides).refine
+    print(f"refine: max_evals={cfg.max_evals} prior={cfg.prior} dtype={cfg.dtype} window={cfg.window} "
+          f"max_seconds={cfg.max_seconds} workers={cfg.workers} device={args.device} "
+          f"threads={torch.get_num_threads()}; start: blur {args.blur} cells + {args.smooth_error} m/s smooth, "
+          f"seed {args.seed}; indices {args.indices}; seismic float16", flush=True)
+    cpu0 = time.process_time() + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    t0 = time.perf_counter()
+    refine_folder(cfg, test_dir)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
+    log = read_log(log_path(cfg, out, parse_shard(cfg.shard)))
+
+    header = (f"{'map':<16}{'prior':>8}{'MAE start':>10}{'MAE after':>10}{'ratio':>7}{'misfit start':>13}"
+              f"{'misfit after':>13}{'grads':>6}{'s/map':>7}")
     print(header)
     print("-" * len(header))
-    totals = [0.0, 0.0]
-    for fi, family in enumerate(args.families.split(",")):
-        true = generate(family, args.samples, seed=args.seed + fi).to(device)
-        with torch.no_grad():
-            observed = simulate(true, DEFAULT)
-        if args.checkpoint:
-            v0 = network_guess(args.checkpoint, observed, device)
-        else:
-            v0 = degraded(true, args.blur, args.perturb, seed=args.seed + 1000 + fi)
-        refined, before, after = [], [], []
-        t0 = time.perf_counter()
-        for i in range(0, args.samples, args.batch_size):
-            sl = slice(i, i + args.batch_size)
-            v, hist = refine(v0[sl], observed[sl], steps=steps, lr=cfg.lr, tv_weight=cfg.tv_weight,
-                             prior=cfg.prior, misfit_nt=cfg.misfit_nt)
-            refined.append(v)
-            before.append(hist["misfit"][0])
-            after.append(hist["misfit"][hist["best_step"], torch.arange(v.shape[0])])
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = (time.perf_counter() - t0) / args.samples
-        v = torch.cat(refined)
-        mae0, mae1 = competition_mae(v0, true), competition_mae(v, true)
-        totals[0] += mae0
-        totals[1] += mae1
-        m0, m1 = float(torch.cat(before).mean()), float(torch.cat(after).mean())
-        print(f"{family:<14}{mae0:>11.2f}{mae1:>10.2f}{m0:>15.4f}{m1:>13.4f}{seconds:>10.1f}  {device}", flush=True)
-    n = len(args.families.split(","))
-    print(f"{'mean':<14}{totals[0] / n:>11.2f}{totals[1] / n:>10.2f}")
+    summary = []
+    for family in families:
+        rows = []
+        for idx in indices:
+            oid = f"{family}_{idx:03d}"
+            row, refined = log[oid], np.load(out / f"{oid}.npy")
+            m0, m1 = competition_mae(starts[oid], truth[oid]), competition_mae(refined, truth[oid])
+            rows.append((m0, m1, float(row["misfit_before"]), float(row["misfit_after"]), int(row["gradients"]),
+                         float(row["seconds"])))
+            print(f"{oid:<16}{row['prior']:>8}{m0:>10.2f}{m1:>10.2f}{m0 / max(m1, 1e-9):>6.1f}x{rows[-1][2]:>13.2e}"
+                  f"{rows[-1][3]:>13.2e}{rows[-1][4]:>6}{rows[-1][5]:>7.0f}", flush=True)
+        mean = np.array(rows).mean(axis=0)
+        worse = sum(r[1] > r[0] for r in rows)
+        summary.append(f"{family:<16}{'':>8}{mean[0]:>10.2f}{mean[1]:>10.2f}{mean[0] / max(mean[1], 1e-9):>6.1f}x"
+                       f"{mean[2]:>13.2e}{mean[3]:>13.2e}{mean[4]:>6.0f}{mean[5]:>7.0f}  ({worse} worse)")
+    print("-" * len(header))
+    print("\n".join(summary))
+    n = len(families) * len(indices)
+    print(f"{n} maps in {wall:.0f} s wall ({wall / n:.0f} s/map), {cpu:.0f} s CPU, device {args.device}; "
+          f"maps and log in {tmp}", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

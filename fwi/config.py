@@ -290,24 +290,42 @@ class PredictConfig(Section):
 
 
 class RefineConfig(Section):
-    """Test-time physics refinement (fwi.physics.refine): regularised FWI started from the prediction.
+    """Test-time physics refinement (python -m fwi.refine): start maps + test seismic -> refined maps.
 
-    Each predicted map is refined against its own test seismic by Adam on the unit-scale velocity
-    (v - 1500) / 3000, minimising ||sim - obs||^2 / ||obs||^2 + tv_weight * prior, keeping the best iterate.
-    Costs one simulation forward + gradient per step and test file (~5 s on a CPU core, full survey).
+    Each start map (e.g. from predict --save-maps) is refined against its own test seismic by L-BFGS through
+    the exact simulator under a prior chosen from the map's structure (fwi.physics.refine): flat layers ->
+    layer velocities and depths; faulted/curved layers -> one velocity per segmented region under a smooth
+    warp; smooth textures -> a smooth correction. A map is never returned with a worse data misfit than its
+    start. Cost: max_evals simulations forward + backward per map (~2-4 s each on a 2-core CPU).
     """
 
-    steps: int = Field(0, ge=0, description="Adam steps per test file (0: refinement off).")
-    lr: float = Field(0.002, gt=0, description="Peak Adam learning rate on the unit velocity scale "
-                      "(0.002 = 6 m/s per step), cosine-decayed to lr/10.")
-    tv_weight: float = Field(50.0, ge=0, description="Weight of the prior (a mean over cells, unit velocity scale) "
-                             "against the normalized L2 data misfit.")
-    prior: Literal["tv2d", "tv1d", "none"] = Field(
-        "tv2d", description="Regulariser: tv2d = anisotropic total variation (faults, curves); tv1d = lateral "
-        "variation only (flat layers); none.")
-    misfit_nt: int | None = Field(
-        None, ge=1, description="Compare only the first N time samples (cheaper, exact on them; null: all 999 "
-        "non-zero samples).")
+    maps: Path | None = Field(None, description="Folder of start maps <oid>.npy, 70 x 70 m/s (predict --save-maps).")
+    out: Path | None = Field(None, description="Folder the refined maps <oid>.npy are written to (one atomic write "
+                             "per map; maps already there are skipped, so a killed run resumes).")
+    submission: Path | None = Field(None, description="Also write this submission CSV from the refined maps "
+                                    "(validated against data.test_dir; needs every test file refined).")
+    log: Path | None = Field(None, description="Per-map CSV log (null: <out>/refine_log.csv, or "
+                             "<out>/refine_log_<i>of<n>.csv for shard i/n).")
+    shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/n: refine only every n-th test file from the "
+                       "i-th (sorted by id, i = 0..n-1), so n processes or machines split the work with no overlap.")
+    skip_bad: bool = Field(False, description="A bad map or test file (missing partner, wrong shape, NaN, start "
+                           "outside [1500, 4500] m/s) keeps its start map (clipped; not written if unreadable or "
+                           "NaN) and is listed at the end, instead of stopping the run.")
+    prior: Literal["auto", "layers", "regions", "smooth"] = Field(
+        "auto", description="auto: routed per map (flat -> layers, faulted/curved -> regions, smooth -> smooth); "
+        "or force one prior for every map.")
+    max_evals: int = Field(16, ge=0, description="Simulations forward + backward per map (0: copy the starts). "
+                           "Results are reproducible for a given value.")
+    window: int | None = Field(None, ge=2, le=1000, description="Time samples the fit compares (null: per map, "
+                               "the slowest column's two-way time to the bottom + 0.15 s).")
+    dtype: Literal["float32", "float64"] = Field("float32", description="Simulation precision.")
+    max_seconds: float | None = Field(240.0, gt=0, description="Wall-time budget of a map's fit, a safety net "
+                                      "(null: none): a map that hits it keeps its best iterate so far and is logged "
+                                      "timed_out (its result then depends on the machine's speed). 240 s keeps 6 "
+                                      "maps on a 2-core CPU (3 rounds of 2 workers) within 15 minutes.")
+    device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:N.")
+    workers: int = Field(0, ge=0, description="Maps refined in parallel, one process each (one CPU thread each "
+                         "on the CPU); 0: one per CPU core on the CPU, 1 on a GPU.")
 
 
 class _Param(_Schema):

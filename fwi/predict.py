@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fwi.cli import config_parser, main_guard, resolve_config
-from fwi.config import Config, RefineConfig
+from fwi.config import Config
 from fwi.data.dataset import TestDataset
 from fwi.data.layout import load_test_file
 from fwi.device import resolve_device
@@ -44,8 +44,7 @@ from fwi.engine import amp_note, resolve_amp
 from fwi.errors import DataError, FwiError
 from fwi.inference import TTA, Predictor, check_tta
 from fwi.io import atomic_path, save_npy
-from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE, VMAX, VMIN
-from fwi.physics.refine import refine as refine_maps
+from fwi.physics.acquisition import NX, NZ, SEISMIC_SHAPE
 from fwi.submission import check_submission, rows_frame
 
 # ----------------------------------------------------------------------------------------------- data
@@ -218,7 +217,6 @@ def predict(
     chunk_files: int = 2048,
     progress: bool = True,
     save_maps: str | Path | None = None,
-    refine: RefineConfig | None = None,
 ) -> Path:
     """Predict every ``<oid>.npy`` in ``test_dir`` with the ensemble of ``checkpoints``; write ``out``.
 
@@ -228,9 +226,7 @@ def predict(
     ``float_precision``: decimals written per value (None: full float32). ``save_maps``: a folder that gets
     ``<oid>.npy``, the full float32 ``[70, 70]`` map (m/s) written to the CSV, of every good test file (bad files
     skipped with ``skip_bad`` get none); a folder already holding maps needs ``force``. Returns ``out`` once it is
-    written and validated; on any error ``out`` is left untouched (no partial file). ``refine`` with
-    ``steps > 0``: each batch's ensemble prediction is refined against that batch's raw test seismic
-    (:func:`fwi.physics.refine.refine`, float32, no autocast) before it is clipped and written. Raises
+    written and validated; on any error ``out`` is left untouched (no partial file). Raises
     :class:`~fwi.errors.FwiError` (one line) for bad input.
     """
     check_tta(tta)
@@ -267,13 +263,7 @@ def predict(
                     oids = [o for o, k in zip(oids, ok, strict=True) if k]
                 if oids:
                     seismic = seismic.to(dev, non_blocking=True)
-                    pred = predict_batch(members, seismic)
-                    if refine is not None and refine.steps > 0:
-                        pred, _ = refine_maps(pred, seismic, steps=refine.steps, lr=refine.lr,
-                                              tv_weight=refine.tv_weight, prior=refine.prior,
-                                              misfit_nt=refine.misfit_nt)
-                        pred = pred.clamp_(VMIN, VMAX)
-                    pred = pred.cpu()
+                    pred = predict_batch(members, seismic).cpu()
                     good_sum += pred.double().sum(0)
                     n_good += len(oids)
                     writer.add(oids, pred.numpy())
@@ -322,14 +312,12 @@ def main(argv: list[str] | None = None) -> int:
                         "(predict.save_maps)")
     parser.add_argument("--skip-bad", action=argparse.BooleanOptionalAction, default=None,
                         help="give bad test files the fallback prediction instead of stopping (predict.skip_bad)")
-    parser.add_argument("--refine", type=int, metavar="STEPS",
-                        help="physics refinement steps per test file, 0 = off (refine.steps; see refine.*)")
     args = parser.parse_intermixed_args(argv)
     flags = {
         "predict.checkpoints": [str(p) for p in args.checkpoint] if args.checkpoint else None,
         "data.test_dir": args.test_dir, "predict.out": args.out, "predict.batch_size": args.batch_size,
         "predict.device": args.device, "predict.workers": args.workers, "predict.tta": args.tta,
-        "predict.skip_bad": args.skip_bad, "predict.save_maps": args.save_maps, "refine.steps": args.refine,
+        "predict.skip_bad": args.skip_bad, "predict.save_maps": args.save_maps,
     }
     cfg = resolve_config(args, {k: v for k, v in flags.items() if v is not None},
                          notes=lambda c: [amp_note("predict", c.predict)])
@@ -339,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     out = predict(p.checkpoints, cfg.data.test_dir, p.out, force=args.force, batch_size=p.batch_size,
                   device=p.device, workers=p.workers, tta=p.tta, skip_bad=p.skip_bad, amp=p.amp,
                   amp_dtype=p.amp_dtype, use_ema=p.use_ema, float_precision=p.float_precision,
-                  chunk_files=p.chunk_files, progress=not args.quiet, save_maps=p.save_maps, refine=cfg.refine)
+                  chunk_files=p.chunk_files, progress=not args.quiet, save_maps=p.save_maps)
     print(out)
     return 0
 

@@ -1,0 +1,179 @@
+"""Piecewise-constant segmentations of velocity maps: the starting structure of the refinement priors.
+
+A network's prediction of a layered or faulted map is the true map blurred at its interfaces plus a smooth
+velocity error. Both vanish when the map is replaced by one constant per region of the true map, so the
+refinement fits region values (and moves region boundaries) instead of 4,900 free pixels:
+
+- :func:`potts_1d` splits a depth profile ``[nz]`` into constant segments (exact dynamic programme for
+  the 1-D Potts model: least squares plus a fixed cost per segment); :func:`layer_edges` then folds the
+  short segments of blurred ramps into the layers around them; this starts the flat-layer prior.
+- :func:`segment_regions` labels a map ``[nz, nx]`` into connected regions of similar velocity (levels
+  from the modes of the map's smoothed velocity histogram, connected components of each level, small
+  components merged into their closest neighbour); it starts the region prior of faulted and curved maps.
+
+Everything here is numpy on one map; units are m/s and grid points.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy import ndimage
+
+LEVEL_BANDWIDTH = 6.0
+"""Gaussian bandwidth (m/s) of the velocity histogram whose modes are the levels of :func:`segment_regions`.
+Small on purpose: two true layers merged into one level cost far more than one layer split in two (the
+refinement fits every region's value, and merging is cheap)."""
+
+MIN_LAYER = 3
+"""Segments of :func:`layer_edges` shorter than this (rows) are ramps, not layers."""
+
+MIN_REGION = 12
+"""Regions of fewer cells are merged into a neighbour (the ramps of blurred interfaces, noise)."""
+
+
+def potts_1d(profile: np.ndarray, penalty: float) -> list[int]:
+    """Optimal piecewise-constant fit of ``profile`` ``[n]`` (m/s): the segment edges ``[0, e1, ..., n]``.
+
+    Minimises ``sum over segments of sum (p - mean)^2 + penalty * (number of segments)`` exactly by dynamic
+    programming (``O(n^2)``, ~5 ms for 70 rows). ``penalty`` (m/s squared) sets how large a step must be to
+    become an edge: a step of height ``h`` between two long segments of ``m`` rows saves ``~m h^2 / 2``.
+    """
+    p = np.asarray(profile, dtype=np.float64)
+    n = len(p)
+    s1 = np.concatenate([[0.0], np.cumsum(p)])
+    s2 = np.concatenate([[0.0], np.cumsum(p * p)])
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0
+    prev = np.zeros(n + 1, dtype=int)
+    for j in range(1, n + 1):
+        i = np.arange(j)
+        sse = s2[j] - s2[i] - (s1[j] - s1[i]) ** 2 / (j - i)  # cost of the segment p[i:j]
+        total = best[i] + sse + penalty
+        k = int(np.argmin(total))
+        best[j], prev[j] = total[k], k
+    edges = [n]
+    while edges[-1] > 0:
+        edges.append(int(prev[edges[-1]]))
+    return edges[::-1]
+
+
+def layer_edges(profile: np.ndarray, penalty: float, min_rows: int = MIN_LAYER) -> list[int]:
+    """Layer edges of a depth profile ``[n]`` (m/s): :func:`potts_1d`, then segments shorter than ``min_rows``
+    (the ramps of blurred interfaces) split between the longer segments around them.
+
+    Each run of short segments between two long ones is cut where the rows above are closest to the upper
+    segment's median and the rows below to the lower one's (least absolute error); a run at the top or
+    bottom joins its one neighbour.
+    """
+    p = np.asarray(profile, dtype=np.float64)
+    edges = potts_1d(p, penalty)
+    spans = list(itertools.pairwise(edges))
+    long = [(a, b) for a, b in spans if b - a >= min_rows]
+    if not long:
+        return edges
+    cuts = []
+    for (a0, b0), (a1, b1) in itertools.pairwise(long):  # the rows b0..a1 lie between two long segments
+        m0, m1 = np.median(p[a0:b0]), np.median(p[a1:b1])
+        run = p[b0:a1]
+        cost = [np.abs(run[:k] - m0).sum() + np.abs(run[k:] - m1).sum() for k in range(len(run) + 1)]
+        cuts.append(b0 + int(np.argmin(cost)))
+    return [0, *cuts, len(p)]
+
+
+def velocity_levels(v: np.ndarray, bandwidth: float = LEVEL_BANDWIDTH) -> np.ndarray:
+    """Thresholds (m/s, ascending) between the modes of the Gaussian-smoothed histogram of ``v``'s values."""
+    lo, hi = float(v.min()) - 4 * bandwidth, float(v.max()) + 4 * bandwidth
+    counts, edges = np.histogram(v, bins=max(1, int(np.ceil(hi - lo))), range=(lo, hi))  # 1 m/s bins
+    density = ndimage.gaussian_filter1d(counts.astype(np.float64), bandwidth * len(counts) / (hi - lo))
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    rising = np.diff(density) > 0
+    peaks = np.flatnonzero(rising[:-1] & ~rising[1:]) + 1  # local maxima
+    return np.array([centres[a + np.argmin(density[a:b])] for a, b in zip(peaks[:-1], peaks[1:], strict=True)])
+
+
+def segment_regions(v: np.ndarray, *, bandwidth: float = LEVEL_BANDWIDTH, min_region: int = MIN_REGION) -> np.ndarray:
+    """Label ``v`` ``[nz, nx]`` (m/s) into connected regions of similar velocity: int labels ``0..K-1``.
+
+    Each cell gets the level of :func:`velocity_levels` it falls in; each 4-connected component of a level
+    is a region; regions smaller than ``min_region`` cells are merged, smallest first, into the adjacent
+    region whose mean velocity is closest. Labels are numbered in raster order of their first cell, so the
+    result depends on ``v`` alone.
+    """
+    labels = _components(np.searchsorted(velocity_levels(v, bandwidth), v))
+    return _merge_small(_components(_dissolve_thin(labels, v)), v, min_region)
+
+
+def _components(level: np.ndarray) -> np.ndarray:
+    """Distinct labels for the 4-connected components of each value of ``level`` ``[nz, nx]``."""
+    labels = np.zeros(level.shape, dtype=np.int64)
+    n = 0
+    for lev in np.unique(level):
+        comp, k = ndimage.label(level == lev)
+        labels[comp > 0] = comp[comp > 0] + n
+        n += k
+    return labels
+
+
+def _dissolve_thin(labels: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Hand the cells of thin regions (nothing left after a 3 x 3 erosion) to the adjacent thick regions.
+
+    A blurred interface between two levels leaves strips 1-2 cells wide at the levels in between; as
+    regions of their own they would take any value the misfit likes. Each connected group of thin cells is
+    split among the thick regions it touches: every cell goes to the one whose median is closest to the
+    cell's velocity, which puts the interface where the blurred profile crosses the midpoint.
+    """
+    thick = [k for k in np.unique(labels) if ndimage.binary_erosion(labels == k).any()]
+    if not thick:
+        return labels
+    is_thick = np.isin(labels, thick)
+    groups, n_groups = ndimage.label(~is_thick)
+    out = labels.copy()
+    for g in range(1, n_groups + 1):
+        cells = groups == g
+        touching = np.unique(labels[ndimage.binary_dilation(cells) & is_thick])
+        if not len(touching):
+            continue
+        medians = np.array([np.median(v[labels == k]) for k in touching])
+        out[cells] = touching[np.abs(v[cells][:, None] - medians[None, :]).argmin(axis=1)]
+    return out
+
+
+def _merge_small(labels: np.ndarray, v: np.ndarray, min_region: int) -> np.ndarray:
+    """Merge regions under ``min_region`` cells into their closest-valued neighbour; relabel ``0..K-1``."""
+    ids = np.unique(labels)
+    size = {int(i): int(c) for i, c in zip(*np.unique(labels, return_counts=True), strict=True)}
+    total = {int(i): float(v[labels == i].sum()) for i in ids}
+    neighbours: dict[int, set[int]] = {int(i): set() for i in ids}
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
+        differ = a != b
+        for x, y in set(zip(a[differ].tolist(), b[differ].tolist(), strict=True)):
+            neighbours[x].add(y)
+            neighbours[y].add(x)
+    parent = {int(i): int(i) for i in ids}
+    while True:
+        small = [i for i in size if size[i] < min_region and neighbours[i]]
+        if not small:
+            break
+        i = min(small, key=lambda r: (size[r], r))
+        mean = total[i] / size[i]
+        j = min(neighbours[i], key=lambda r: (abs(total[r] / size[r] - mean), r))
+        parent[i] = j  # fold i into j
+        size[j] += size.pop(i)
+        total[j] += total.pop(i)
+        for r in neighbours.pop(i):
+            neighbours[r].discard(i)
+            if r != j:
+                neighbours[r].add(j)
+                neighbours[j].add(r)
+
+    def root(r: int) -> int:
+        while parent[r] != r:
+            r = parent[r]
+        return r
+
+    merged = np.vectorize(root, otypes=[np.int64])(labels)
+    _, first = np.unique(merged.ravel(), return_index=True)
+    order = np.argsort(np.argsort(first))  # rank of each label's first cell in raster order
+    return order[np.searchsorted(np.unique(merged), merged)]
