@@ -2,6 +2,7 @@
 
     python benchmarks/normalization.py [--config configs/quickstart.yaml] [--modes pixel,global,log] [--seeds 0,1,2]
                                        [k=v ...]
+    python benchmarks/normalization.py --modes none       # only the mean-map baseline of the config's split
 
 Each mode trains one run per seed (``runs/bench-norm-<mode>-<seed>/``, replaced on every call) with the given
 config; the table lists the best validation competition MAE (m/s), overall (per seed, and the mean) and per
@@ -45,12 +46,13 @@ def mean_map_baseline(cfg) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="base config (default: the built-in quickstart)")
-    parser.add_argument("--modes", default="pixel,global", help="comma-separated normalize.mode values")
+    parser.add_argument("--modes", default="pixel,global", help="comma-separated normalize.mode values, "
+                        "or none (train nothing: the mean-map baseline alone)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; each mode trains once per seed")
     parser.add_argument("overrides", nargs="*", help="section.key=value applied to every run")
     args = parser.parse_args()
     rows = []
-    for mode in args.modes.split(","):
+    for mode in [] if args.modes == "none" else args.modes.split(","):
         runs = []
         for seed in map(int, args.seeds.split(",")):
             cfg = load_config(args.config, [*args.overrides, f"normalize.mode={mode}", f"seed={seed}",
