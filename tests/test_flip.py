@@ -10,7 +10,7 @@ from fwi.data.augment import apply_augment, build_augment
 from fwi.data.normalize import Normalizer
 from fwi.flip import flip_seismic, flip_velocity
 from fwi.inference import Predictor
-from fwi.synth.augment import VelocityAugment, augment, flip_lr
+from fwi.synth.augment import VelocityAugment, augment
 
 FLIP_ONLY = SimpleNamespace(flip_p=1.0, noise_p=0, noise_std=0, scale_p=0, scale_max=1, dropout_p=0,
                             dropout_fraction=0)
@@ -57,7 +57,7 @@ def test_augmentation_tta_and_synthetic_maps_flip_alike():
     # Synthetic maps: the op and the composed augmentation with only the flip on.
     maps = torch.from_numpy(v)
     only_flip = VelocityAugment(p_blend=0, p_elastic=0, p_affine=0, p_stretch=0, p_scale=0, p_flip=1)
-    np.testing.assert_array_equal(flip_lr(maps).numpy(), reference_velocity(v))
+    np.testing.assert_array_equal(flip_velocity(maps).numpy(), reference_velocity(v))
     np.testing.assert_array_equal(augment(maps, torch.Generator().manual_seed(0), only_flip).numpy(),
                                   reference_velocity(v))
 

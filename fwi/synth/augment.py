@@ -105,12 +105,6 @@ def _identity_grid(b: int, h: int, w: int, device) -> torch.Tensor:
     return torch.stack(torch.meshgrid(x, z, indexing="xy"), -1).expand(b, h, w, 2)
 
 
-def flip_lr(maps: torch.Tensor) -> torch.Tensor:
-    """Mirror ``[B, NZ, NX]`` maps left-right (x -> NX-1-x): the survey flip of :mod:`fwi.flip`, shared with training
-    augmentation and TTA. Exact and its own inverse."""
-    return flip_velocity(maps)
-
-
 def affine_warp(
     maps: torch.Tensor,
     generator: torch.Generator,
@@ -236,5 +230,5 @@ def augment(maps: torch.Tensor, generator: torch.Generator, params: VelocityAugm
     )
     apply(p.p_stretch, lambda x: vertical_stretch(x, generator, p.max_stretch, p.mode))
     apply(p.p_scale, lambda x: scale_velocity(x, generator, p.max_scale))
-    apply(p.p_flip, flip_lr)
+    apply(p.p_flip, flip_velocity)  # the survey flip of fwi.flip, shared with training augmentation and TTA
     return out

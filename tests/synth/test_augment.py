@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fwi.flip import flip_velocity
 from fwi.physics.acquisition import NX, NZ, VMAX, VMIN
 from fwi.synth.augment import (
     STRONG,
@@ -13,7 +14,6 @@ from fwi.synth.augment import (
     augment,
     blend,
     elastic_warp,
-    flip_lr,
     scale_velocity,
     vertical_stretch,
 )
@@ -55,7 +55,7 @@ ALL = VelocityAugment(
 """Every op on every map, strong."""
 
 OPS = {
-    "flip_lr": lambda x, g: flip_lr(x),
+    "flip_velocity": lambda x, g: flip_velocity(x),
     "affine": lambda x, g: affine_warp(x, g, max_rotate_deg=15, max_shear=0.2, max_translate_px=20),
     "affine_nearest": lambda x, g: affine_warp(x, g, 10, 0.1, 5, mode="nearest"),
     "elastic": lambda x, g: elastic_warp(x, g, alpha_px=4, sigma_px=8),
@@ -83,8 +83,8 @@ def test_random_ops_seeded(name, batch):
 
 
 def test_flip_twice_is_identity(batch):
-    assert torch.equal(flip_lr(flip_lr(batch)), batch)
-    assert torch.equal(flip_lr(batch)[..., 0], batch[..., -1])
+    assert torch.equal(flip_velocity(flip_velocity(batch)), batch)
+    assert torch.equal(flip_velocity(batch)[..., 0], batch[..., -1])
 
 
 def test_zero_strength_warps_are_identity(batch):
@@ -134,7 +134,7 @@ def test_augment_probabilities(batch):
     none = VelocityAugment(p_blend=0, p_elastic=0, p_affine=0, p_stretch=0, p_scale=0, p_flip=0)
     assert torch.equal(augment(batch, gen(), none), batch)
     only_flip = VelocityAugment(p_blend=0, p_elastic=0, p_affine=0, p_stretch=0, p_scale=0, p_flip=1)
-    assert torch.equal(augment(batch, gen(), only_flip), flip_lr(batch))
+    assert torch.equal(augment(batch, gen(), only_flip), flip_velocity(batch))
     assert augment(batch[:0], gen()).shape == (0, NZ, NX)
 
 
