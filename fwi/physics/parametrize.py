@@ -80,8 +80,13 @@ class Layers:
 
 @dataclass
 class Regions:
-    """One velocity per region of a labelling, under a smooth warp: ``x = [velocities / VALUE_UNIT (K),
+    """One velocity per region of a labelling, under a smooth warp: ``x = [velocities / VALUE_UNIT x weight (K),
     vertical displacements (g x g), horizontal displacements (g x g)]``, displacements in cells.
+
+    With ``scaled``, a region's velocity parameter is multiplied by ``weight``, the square root of its size
+    over the mean of those (else ``weight`` is 1): the misfit's gradient grows with a region's size, so
+    unscaled, L-BFGS's first steps move the big layers and leave the small regions where the start put them.
+    It pays on curved layers and not on faulted ones (see :mod:`fwi.physics.refine`).
 
     The region map ``c[labels]`` is resampled bilinearly at ``(z - u_z, x - u_x)``, ``u`` upsampled
     bicubically from the ``g x g`` control points. A blurred start puts interfaces up to a cell or two off;
@@ -93,22 +98,28 @@ class Regions:
     x0: Tensor
     labels: Tensor
     """``[nz, nx]`` long, values ``0..K-1``."""
+    weight: Tensor
+    """``[K]``: see above."""
     grid: int = WARP_GRID
     name: str = "regions"
 
     @classmethod
-    def from_map(cls, v0: Tensor, labels: np.ndarray | Tensor | None = None, grid: int = WARP_GRID) -> Regions:
+    def from_map(cls, v0: Tensor, labels: np.ndarray | Tensor | None = None, grid: int = WARP_GRID,
+                 scaled: bool = True) -> Regions:
         """Regions of ``v0`` ``[nz, nx]`` (m/s) (:func:`~fwi.physics.segment.segment_regions` unless
-        ``labels`` are given), each starting at the median of ``v0`` over it (robust to blurred edges)."""
+        ``labels`` are given), each starting at the median of ``v0`` over it (robust to blurred edges);
+        ``scaled``: see the class docstring."""
         if labels is None:
             labels = segment_regions(v0.double().cpu().numpy())
         lab = torch.as_tensor(labels, dtype=torch.long, device=v0.device)
         values = torch.stack([v0[lab == k].median() for k in range(int(lab.max()) + 1)])
-        return cls(torch.cat([values / VALUE_UNIT, values.new_zeros(2 * grid * grid)]), lab, grid)
+        sizes = torch.bincount(lab.view(-1)).to(v0.dtype).sqrt()
+        weight = sizes / sizes.mean() if scaled else torch.ones_like(sizes)
+        return cls(torch.cat([values / VALUE_UNIT * weight, values.new_zeros(2 * grid * grid)]), lab, weight, grid)
 
     @property
     def n_regions(self) -> int:
-        return self.x0.numel() - 2 * self.grid * self.grid
+        return self.weight.numel()
 
     def _sample(self, image: Tensor, x: Tensor, mode: str) -> Tensor:
         """``image`` ``[nz, nx]`` resampled at the positions displaced by ``x``'s warp."""
@@ -120,14 +131,18 @@ class Regions:
         where = torch.stack([2 * xx / (nx - 1) - 1, 2 * z / (nz - 1) - 1], dim=-1)[None]  # [1, nz, nx, (x, z)]
         return F.grid_sample(image[None, None], where, mode=mode, padding_mode="border", align_corners=True)[0, 0]
 
+    def values(self, x: Tensor) -> Tensor:
+        """The region velocities ``[K]`` (m/s) of ``x``."""
+        return x[: self.n_regions] * VALUE_UNIT / self.weight
+
     def velocity(self, x: Tensor) -> Tensor:
-        c = x[: self.n_regions] * VALUE_UNIT
+        c = self.values(x)
         return self._sample(c[self.labels].to(x.dtype), x, "bilinear").clamp(VMIN, VMAX)
 
     def hardened(self, x: Tensor) -> Tensor:
         """The map of ``x`` with sharp interfaces: labels warped by nearest-cell sampling, ``[nz, nx]`` m/s."""
         labels = self._sample(self.labels.to(x.dtype), x.detach(), "nearest").round().long()
-        return (x[: self.n_regions].detach() * VALUE_UNIT).clamp(VMIN, VMAX)[labels]
+        return self.values(x.detach()).clamp(VMIN, VMAX)[labels]
 
 
 @dataclass

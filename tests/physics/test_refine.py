@@ -151,7 +151,11 @@ def test_regions_warp_moves_interfaces_and_hardens():
     torch.testing.assert_close(p.hardened(x), layered([13], [2000.0, 3000.0]))
     x[2 : 2 + 64] = 0.5
     assert float(p.velocity(x)[12, 7]) == pytest.approx(2500.0, abs=1e-2)  # half-way: blended
-    x[:2] = torch.tensor([21.0, 29.0])
+    sizes = torch.tensor([12.0 * N, 20.0 * N]).sqrt()
+    torch.testing.assert_close(p.weight, sizes / sizes.mean())  # parameters scaled by sqrt(region size)
+    torch.testing.assert_close(p.values(p.x0), torch.tensor([2000.0, 3000.0]))
+    assert Regions.from_map(v0, scaled=False).weight.tolist() == [1.0, 1.0]
+    x[:2] = torch.tensor([21.0, 29.0]) * p.weight
     assert float(p.velocity(x)[0, 0]) == pytest.approx(21 * VALUE_UNIT, abs=1e-2)
 
 
