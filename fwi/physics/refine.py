@@ -217,9 +217,7 @@ def refine_map(
     v0 = v0.detach().to(dtype).clamp(VMIN, VMAX)
     obs = observed.detach().to(device=v0.device, dtype=dtype)[None]
     routed, labels = classify(v0.cpu().numpy())
-    structure = routed if prior == "auto" else "forced"
-    if prior == "auto":
-        prior = PRIOR_OF[routed]
+    structure, prior = (routed, PRIOR_OF[routed]) if prior == "auto" else ("forced", prior)
     n = window or time_window(v0, acq)
     deadline = None if max_seconds is None else started + max_seconds
     fit = _Fit(obs, acq, n, deadline)

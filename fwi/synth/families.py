@@ -313,6 +313,14 @@ def _smear_profile(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t < 0, e, 1.0 - e)
 
 
+def _smeared(
+    layers: torch.Tensor, depth: torch.Tensor, interfaces: torch.Tensor, velocity: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """``layers`` ``[n, H, W]`` (m/s) mixed, by ``weight`` (``[0, 1]``, same shape), with the same layers smeared
+    across their interfaces (:func:`_smear_profile`): the fault planes of :func:`_faults`."""
+    return layers + weight * (_soft_lookup(depth, interfaces, velocity, _smear_profile) - layers)
+
+
 def _soft_lookup(
     depth: torch.Tensor,
     interfaces: torch.Tensor,
@@ -342,7 +350,8 @@ def _edge_window(g: torch.Generator, n: int, p_keep: float = 0.7) -> torch.Tenso
     """
     w = torch.ones(n, 1, NX, device=g.device)
     keep = _u(g, (n, 2)) < p_keep
-    ramp_l = torch.stack([torch.zeros(n, device=g.device), torch.zeros(n, device=g.device), _u(g, (n,), 0.85, 1.0)], 1)
+    zero = torch.zeros(n, device=g.device)
+    ramp_l = torch.stack([zero, zero, _u(g, (n,), 0.85, 1.0)], 1)
     ramp_r = torch.stack([_u(g, (n,), 0.6, 1.0), _u(g, (n,), 0.0, 0.12), torch.zeros(n, device=g.device)], 1)
     w[:, 0, :3] = torch.where(keep[:, :1], ramp_l, 1.0)
     w[:, 0, -3:] = torch.where(keep[:, 1:], ramp_r, 1.0)
@@ -463,12 +472,11 @@ def _fault(g: torch.Generator, n: int, hard: bool, curved: bool) -> torch.Tensor
     shift, smear = _faults(g, n, xs, zs, hard)
     z = zs.view(1, -1, 1)
     if hard and curved:  # the real CurveFault sample we have is unsmoothed, integer-valued
-        sharp = _lookup(z - shift, interfaces, velocity)
-        return (sharp + smear * (_soft_lookup(z - shift, interfaces, velocity, _smear_profile) - sharp)).round()
+        depth = z - shift
+        return _smeared(_lookup(depth, interfaces, velocity), depth, interfaces, velocity, smear).round()
     # the faulted map is resampled: the throw and a slight stretch act inside, not always on the edge columns
     depth = z - shift + _edge_window(g, n) * (z + 0.5) * _WARP_STRETCH
-    layers = _soft_lookup(depth, interfaces, velocity)
-    return layers + smear * (_soft_lookup(depth, interfaces, velocity, _smear_profile) - layers)
+    return _smeared(_soft_lookup(depth, interfaces, velocity), depth, interfaces, velocity, smear)
 
 
 def _style(g: torch.Generator, n: int, hard: bool) -> torch.Tensor:
