@@ -294,8 +294,9 @@ class RefineConfig(Section):
 
     Each start map (e.g. from predict --save-maps) is refined against its own test seismic by L-BFGS through
     the exact simulator under a prior chosen from the map's structure (fwi.physics.refine): flat layers ->
-    layer velocities and depths; faulted/curved layers -> one velocity per segmented region under a smooth
-    warp; smooth textures -> a smooth correction. A map is never returned with a worse data misfit than its
+    layer velocities and depths; faulted layers -> those in each fault block, and one velocity per segmented
+    region under a smooth warp (the lower misfit wins); curved layers -> the regions; smooth textures -> a
+    smooth correction. A map is never returned with a worse data misfit than its
     start. Cost: max_evals simulations forward + backward per map (~2-4 s each on a 2-core CPU).
     """
 
@@ -311,18 +312,18 @@ class RefineConfig(Section):
     skip_bad: bool = Field(False, description="A bad map or test file (missing partner, wrong shape, NaN, start "
                            "outside [1500, 4500] m/s) keeps its start map (clipped; not written if unreadable or "
                            "NaN) and is listed at the end, instead of stopping the run.")
-    prior: Literal["auto", "layers", "regions", "smooth"] = Field(
-        "auto", description="auto: routed per map (flat -> layers, faulted/curved -> regions, smooth -> smooth); "
-        "or force one prior for every map.")
+    prior: Literal["auto", "layers", "blocks", "regions", "smooth"] = Field(
+        "auto", description="auto: routed per map (flat -> layers, faulted -> regions and blocks, the lower misfit "
+        "wins, curved -> regions, smooth -> smooth); or force one prior for every map.")
     max_evals: int = Field(16, ge=0, description="Simulations forward + backward per map (0: copy the starts). "
                            "Results are reproducible for a given value.")
     window: int | None = Field(None, ge=2, le=1000, description="Time samples the fit compares (null: per map, "
                                "the slowest column's two-way time to the bottom + 0.15 s).")
     dtype: Literal["float32", "float64"] = Field("float32", description="Simulation precision.")
-    max_seconds: float | None = Field(240.0, gt=0, description="Wall-time budget of a map's fit, a safety net "
-                                      "(null: none): a map that hits it keeps its best iterate so far and is logged "
-                                      "timed_out (its result then depends on the machine's speed). 240 s keeps 6 "
-                                      "maps on a 2-core CPU (3 rounds of 2 workers) within 15 minutes.")
+    max_seconds: float | None = Field(240.0, gt=0, description="Wall-time budget of each fit of a map (faulted maps "
+                                      "get two), a safety net (null: none): a fit that hits it keeps its best iterate "
+                                      "so far and the map is logged timed_out (its result then depends on the "
+                                      "machine's speed). A fit of 16 gradients takes 40-230 s on a 2-core CPU.")
     device: str = Field("auto", description="auto (cuda if present), cpu, cuda, cuda:N.")
     workers: int = Field(0, ge=0, description="Maps refined in parallel, one process each (one CPU thread each "
                          "on the CPU); 0: one per CPU core on the CPU, 1 on a GPU.")

@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", metavar="I/N", help="refine every N-th test file from the I-th (refine.shard)")
     parser.add_argument("--skip-bad", action="store_true", default=None,
                         help="keep the start map of bad files instead of stopping (refine.skip_bad)")
-    parser.add_argument("--prior", help="auto, layers, regions or smooth (refine.prior)")
+    parser.add_argument("--prior", help="auto, layers, blocks, regions or smooth (refine.prior)")
     parser.add_argument("--workers", type=int, metavar="N", help="maps refined in parallel (refine.workers)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (refine.device)")
     args = parser.parse_intermixed_args(argv)

@@ -10,7 +10,8 @@ keeps L-BFGS's first step and line search well scaled.
 - :class:`Layers` (flat layers): one velocity per layer and one depth per interface, in fractional rows: a
   row an interface crosses gets the thickness-weighted mean of the two velocities, so the map (and the
   data) vary smoothly with the depths and the interfaces can move by less than a row per step.
-- :class:`Regions` (faulted and curved layers): one velocity per region of a fixed labelling.
+- :class:`Blocks` (faulted flat layers): :class:`Layers` of their own in each block between fixed fault lines.
+- :class:`Regions` (curved layers): one velocity per region of a fixed labelling.
 - :class:`Smooth` (textures): the start map plus a smooth correction, a coarse grid upsampled bicubically.
 """
 
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwi.physics.acquisition import VMAX, VMIN
-from fwi.physics.segment import layer_edges, segment_regions
+from fwi.physics.segment import fault_blocks, layer_edges, segment_regions
 
 VALUE_UNIT = 100.0
 """m/s per unit of a velocity parameter."""
@@ -56,11 +57,15 @@ class Layers:
     @classmethod
     def from_map(cls, v0: Tensor, penalty: float = LAYER_PENALTY) -> Layers:
         """Layers of the row-median profile of ``v0`` ``[nz, nx]`` (m/s) (:func:`~fwi.physics.segment.layer_edges`)."""
-        profile = v0.double().median(dim=1).values.cpu().numpy()  # [nz]
+        return cls.from_profile(v0.double().median(dim=1).values.cpu().numpy(), v0, penalty)
+
+    @classmethod
+    def from_profile(cls, profile: np.ndarray, like: Tensor, penalty: float = LAYER_PENALTY) -> Layers:
+        """Layers of a depth profile ``[nz]`` (m/s), for maps of ``like``'s shape, dtype and device."""
         edges = layer_edges(profile, penalty)
         values = [float(np.median(profile[a:b])) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-        x0 = torch.tensor([v / VALUE_UNIT for v in values] + [float(e) for e in edges[1:-1]], dtype=v0.dtype)
-        return cls(x0.to(v0.device), len(values), tuple(v0.shape))
+        x0 = torch.tensor([v / VALUE_UNIT for v in values] + [float(e) for e in edges[1:-1]], dtype=like.dtype)
+        return cls(x0.to(like.device), len(values), tuple(like.shape))
 
     def velocity(self, x: Tensor) -> Tensor:
         nz, nx = self.shape
@@ -76,6 +81,48 @@ class Layers:
         out = x.detach().clone()
         out[self.n_layers:] = out[self.n_layers:].round()
         return out
+
+
+@dataclass
+class Blocks:
+    """Flat layers faulted along fixed lines: ``x`` = the :class:`Layers` parameters of each block, in turn.
+
+    The blocks and their fault lines come from the start map (:func:`~fwi.physics.segment.fault_blocks`);
+    each block starts from the row medians of the start over its cells (rows it does not reach take the
+    nearest row it does). Every cell takes its block's layers, so a block is sharp at its fault lines.
+    """
+
+    x0: Tensor
+    labels: Tensor
+    """``[nz, nx]`` long, values ``0..B-1``."""
+    blocks: list[Layers]
+    name: str = "blocks"
+
+    @classmethod
+    def from_map(cls, v0: Tensor, labels: np.ndarray | Tensor | None = None) -> Blocks:
+        """Blocks of ``v0`` ``[nz, nx]`` (m/s): :func:`~fwi.physics.segment.fault_blocks` unless ``labels``."""
+        v = v0.double().cpu().numpy()
+        lab = fault_blocks(v)[1] if labels is None else np.asarray(labels)
+        blocks = []
+        for b in range(int(lab.max()) + 1):
+            inside = lab == b
+            rows = np.flatnonzero(inside.any(axis=1))
+            medians = np.array([np.median(v[r, inside[r]]) for r in rows])
+            profile = medians[np.abs(np.arange(v.shape[0])[:, None] - rows[None, :]).argmin(axis=1)]
+            blocks.append(Layers.from_profile(profile, v0))
+        labels_t = torch.as_tensor(lab, dtype=torch.long, device=v0.device)
+        return cls(torch.cat([b.x0 for b in blocks]), labels_t, blocks)
+
+    def _split(self, x: Tensor) -> list[Tensor]:
+        return list(x.split([b.x0.numel() for b in self.blocks]))
+
+    def velocity(self, x: Tensor) -> Tensor:
+        maps = torch.stack([b.velocity(xb) for b, xb in zip(self.blocks, self._split(x), strict=True)])
+        return maps.gather(0, self.labels[None])[0]
+
+    def rounded(self, x: Tensor) -> Tensor:
+        """``x`` with every block's interfaces on row boundaries."""
+        return torch.cat([b.rounded(xb) for b, xb in zip(self.blocks, self._split(x), strict=True)])
 
 
 @dataclass
@@ -163,4 +210,4 @@ class Smooth:
         return (self.base + VALUE_UNIT * corr[0, 0]).clamp(VMIN, VMAX)
 
 
-Parametrization = Layers | Regions | Smooth
+Parametrization = Layers | Blocks | Regions | Smooth

@@ -26,11 +26,13 @@ from scipy import ndimage
 from fwi.physics.segment import segment_regions
 
 Structure = Literal["flat", "faulted", "curved", "smooth"]
-Prior = Literal["layers", "regions", "smooth"]
+Prior = Literal["layers", "blocks", "regions", "smooth"]
 
-PRIOR_OF: dict[str, Prior] = {"flat": "layers", "faulted": "regions", "curved": "regions", "smooth": "smooth"}
-"""The prior each structure is refined under (see :mod:`fwi.physics.parametrize`)."""
-PRIORS: tuple[str, ...] = ("layers", "regions", "smooth")
+PRIORS_OF: dict[str, tuple[Prior, ...]] = {"flat": ("layers",), "faulted": ("regions", "blocks"),
+                                           "curved": ("regions",), "smooth": ("smooth",)}
+"""The priors each structure is fitted under (see :mod:`fwi.physics.parametrize`); with two, the fit with
+the lower data misfit wins (:func:`fwi.physics.refine.refine_map`)."""
+PRIORS: tuple[str, ...] = ("layers", "blocks", "regions", "smooth")
 
 PLATEAU_GRADIENT = 10.0
 """m/s per cell (Sobel estimate) under which a cell is part of a plateau."""

@@ -18,10 +18,10 @@ import torch
 
 from fwi.physics.acquisition import DEFAULT, VMAX, VMIN
 from fwi.physics.optimize import minimize
-from fwi.physics.parametrize import VALUE_UNIT, Layers, Regions, Smooth
+from fwi.physics.parametrize import VALUE_UNIT, Blocks, Layers, Regions, Smooth
 from fwi.physics.refine import ONE_SHOT_EVALS, data_misfit, refine_map, time_window
 from fwi.physics.routing import classify, tilt
-from fwi.physics.segment import potts_1d, segment_regions, velocity_levels
+from fwi.physics.segment import fault_blocks, line_columns, potts_1d, segment_regions, velocity_levels
 from fwi.physics.simulator import simulate
 from fwi.physics.starts import gaussian_blur, network_like_start
 
@@ -41,6 +41,14 @@ def layered(depths: list[int], values: list[float], n: int = N) -> torch.Tensor:
     for d, c in zip(depths, values[1:], strict=True):
         v[d:] = c
     return v
+
+
+def faulted(n: int = N) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat layers (interfaces at rows 8 and 20) whose block right of the fault line from column 20 at row 0
+    to column 12 at row ``n - 1`` dropped 4 rows: the ``[n, n]`` map (m/s) and the right block's mask."""
+    values = [1900.0, 2500.0, 3200.0]
+    right = torch.from_numpy(np.arange(n)[None, :] >= line_columns(np.array([[20.0, 12.0]]), n, n)[0][:, None])
+    return torch.where(right, layered([12, 24], values, n), layered([8, 20], values, n)), right
 
 
 def mae(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -199,6 +207,45 @@ def test_minimize_stops_at_the_deadline_with_the_best_point_so_far():
 # -------------------------------------------------------------------------------------------- refine_map
 
 
+def test_line_columns_put_each_cell_on_the_side_of_its_centre():
+    # column 2.5 at row 0 to column -1.5 at row 4 (the line leaves the map): x = 2.5, 1.5, 0.5, -0.5, -1.5
+    assert line_columns(np.array([[2.5, -1.5]]), 5, 4).tolist() == [[2, 1, 0, 0, 0]]
+    assert line_columns(np.array([[9.0, 9.0]]), 2, 4).tolist() == [[4, 4]]  # right of the map: all left
+
+
+def test_fault_blocks_finds_the_fault_of_a_faulted_map_and_none_in_flat_layers():
+    true, right = faulted()
+    lines, labels = fault_blocks(true.numpy())
+    assert lines.tolist() == [[20.0, 12.0]]
+    np.testing.assert_array_equal(labels, right.numpy())  # block 0 holds the first cell (top left)
+    lines, labels = fault_blocks(layered([8, 20], [1900.0, 2500.0, 3200.0]).numpy())
+    assert lines.shape == (0, 2) and (labels == 0).all()
+    # a real FlatFault_A map with two faults, one leaving through the left side (tests/data index 2): one
+    # velocity per row of each of its 3 blocks is within 1.22 m/s of the map (the fault planes' blur), one per
+    # row of the whole map 24.7 m/s
+    true = real_maps("FlatFaultA", [2])[0].double()
+    lines, labels = fault_blocks(true.numpy())
+    assert lines.tolist() == [[11.0, 11.0], [34.0, -17.0]]
+    fit = torch.zeros_like(true)
+    for b, r in itertools.product(range(int(labels.max()) + 1), range(70)):
+        inside = torch.from_numpy(labels[r] == b)
+        fit[r, inside] = true[r, inside].median() if inside.any() else 0
+    assert mae(fit, true) < 1.3
+
+
+def test_blocks_reproduce_a_sharp_faulted_map_with_its_own_layers_per_block():
+    true, right = faulted()
+    p = Blocks.from_map(true)
+    # per block: 3 velocities / VALUE_UNIT, then 2 interface depths (left block 8 and 20, right 12 and 24)
+    assert p.x0.tolist() == [19.0, 25.0, 32.0, 8.0, 20.0, 19.0, 25.0, 32.0, 12.0, 24.0]
+    torch.testing.assert_close(p.velocity(p.x0), true, rtol=0, atol=1e-3)
+    moved = p.x0.clone()
+    moved[8] += 0.4  # the right block's first interface 0.4 rows lower: row 12 is 40 % the upper layer
+    v = p.velocity(moved)
+    assert float(v[12, 31]) == pytest.approx(0.4 * 1900 + 0.6 * 2500) and torch.equal(v[12, 0], true[12, 0])
+    assert p.rounded(moved).tolist() == p.x0.tolist()
+
+
 def test_time_window_is_the_slowest_two_way_time_plus_the_margin():
     v = torch.full((70, 70), 2000.0, dtype=torch.float64)
     v[:, 5] = 1500.0  # the slowest column
@@ -240,6 +287,23 @@ def test_refine_map_lowers_the_error_of_a_faulted_map():
     # the segmentation 10 regions for 4 true ones; the real maps do better, see benchmarks/refine.py)
     assert r.misfit_after < 0.2 * r.misfit_before
     assert mae(r.velocity, true) < 0.8 * mae(start, true)
+
+
+def test_refine_map_fits_fault_blocks_and_keeps_the_better_of_two_priors():
+    true, _ = faulted()
+    observed = simulate(true[None], TOY)[0]
+    start = network_like_start(true[None], blur=1.0, smooth_error=30.0, seed=2)[0]
+    blocks = refine_map(start, observed, max_evals=12, acq=TOY, prior="blocks")
+    assert (blocks.structure, blocks.prior, blocks.improved) == ("forced", "blocks", True)
+    assert blocks.parameters == 10  # 2 blocks x (3 velocities + 2 depths)
+    # measured: misfit 3.1e-3 -> 2.6e-6, MAE 52.2 -> 8.8 m/s
+    assert blocks.misfit_after < 0.01 * blocks.misfit_before
+    assert mae(blocks.velocity, true) < 0.25 * mae(start, true)
+    regions = refine_map(start, observed, max_evals=12, acq=TOY, prior="regions")
+    auto = refine_map(start, observed, max_evals=12, acq=TOY)
+    assert auto.structure == "faulted" and auto.gradients == blocks.gradients + regions.gradients
+    winner = min((blocks, regions), key=lambda r: r.misfit_after)
+    assert auto.prior == winner.prior and torch.equal(auto.velocity, winner.velocity)
 
 
 def test_refine_map_never_returns_a_worse_fit_than_the_start():
