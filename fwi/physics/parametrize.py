@@ -99,10 +99,10 @@ class Blocks:
     name: str = "blocks"
 
     @classmethod
-    def from_map(cls, v0: Tensor, labels: np.ndarray | Tensor | None = None) -> Blocks:
-        """Blocks of ``v0`` ``[nz, nx]`` (m/s): :func:`~fwi.physics.segment.fault_blocks` unless ``labels``."""
+    def from_map(cls, v0: Tensor) -> Blocks:
+        """Blocks of ``v0`` ``[nz, nx]`` (m/s) cut by :func:`~fwi.physics.segment.fault_blocks`."""
         v = v0.double().cpu().numpy()
-        lab = fault_blocks(v)[1] if labels is None else np.asarray(labels)
+        lab = fault_blocks(v)[1]
         blocks = []
         for b in range(int(lab.max()) + 1):
             inside = lab == b

@@ -160,9 +160,14 @@ def fault_blocks(v: np.ndarray, *, max_faults: int = MAX_FAULTS, gain: float = F
     side = np.zeros((nz, nx), dtype=np.int64)
     for bit, col in enumerate(line_columns(kept, nz, nx)):
         side += (np.arange(nx)[None, :] < col[:, None]) << bit
-    _, first, labels = np.unique(side.ravel(), return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first))
-    return kept, order[labels].reshape(nz, nx)
+    return kept, _raster_labels(side)
+
+
+def _raster_labels(ids: np.ndarray) -> np.ndarray:
+    """``ids`` (any ints) renumbered ``0..K-1`` in raster order of each id's first cell, same shape."""
+    _, first, inverse = np.unique(ids.ravel(), return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # rank of each id's first cell in raster order
+    return order[inverse].reshape(ids.shape)
 
 
 def segment_regions(v: np.ndarray, *, bandwidth: float = LEVEL_BANDWIDTH, min_region: int = MIN_REGION) -> np.ndarray:
@@ -245,7 +250,4 @@ def _merge_small(labels: np.ndarray, v: np.ndarray, min_region: int) -> np.ndarr
             r = parent[r]
         return r
 
-    merged = np.vectorize(root, otypes=[np.int64])(labels)
-    _, first = np.unique(merged.ravel(), return_index=True)
-    order = np.argsort(np.argsort(first))  # rank of each label's first cell in raster order
-    return order[np.searchsorted(np.unique(merged), merged)]
+    return _raster_labels(np.vectorize(root, otypes=[np.int64])(labels))
