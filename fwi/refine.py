@@ -269,6 +269,12 @@ def write_submission(maps_dir: Path, test_dir: Path, path: Path) -> Path:
 
     oids = [oid for oid, _ in list_test_files(test_dir)]
     missing = [oid for oid in oids if not (maps_dir / f"{oid}.npy").exists()]
+    bad = {oid: row["error"] for log in sorted(maps_dir.glob("refine_log*.csv"))
+           for oid, row in read_log(log).items() if row.get("status") == "bad"}
+    skipped = [oid for oid in missing if oid in bad]
+    if skipped:
+        raise FwiError(f"cannot write the submission: {len(skipped)} of {len(oids)} test files were skipped as bad "
+                       f"and have no map (first: {bad[skipped[0]]}); give them a usable start map and rerun")
     if missing:
         raise FwiError(f"cannot write the submission: {len(missing)} of {len(oids)} test files have no refined map "
                        f"in {maps_dir} (first: {missing[0]}); finish every shard first")
