@@ -1,7 +1,7 @@
 """Realism of the synthetic velocity families: can a classifier tell generated maps from real ones?
 
     python benchmarks/realism.py --real ROOT_OR_FILE [--real ...] [--families F,...] [--n N] [--seed S]
-                                 [--half all|even|odd] [--out DIR]
+                                 [--half all|even|odd] [--explain K] [--out DIR]
     python benchmarks/realism.py --speed N [--families F,...] [--seed S]
 
 ``--real`` takes a Kaggle root (``train_samples/<family>/``), a folder of family folders or one family folder
@@ -27,6 +27,9 @@ and prints one table row:
 
 ``--speed N`` only times ``fwi.synth.generate``: N maps of each family (default: all ten), CPU, one thread, after a
 warm-up call; no real maps needed.
+
+``--explain K`` also prints, per family, the K features that alone tell synthetic from real maps best (their
+single-feature AUC and mean values): where a generator falls short.
 
 ``--out DIR`` writes ``realism.md`` (the table) and ``realism.png`` (real and synthetic maps of each family side
 by side on one colour scale). Needs scikit-learn: ``pip install -e ".[bench]"``.
@@ -240,6 +243,19 @@ def classifier_auc(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> float:
     return float(max(aucs))
 
 
+def tells(names: list[str], real: np.ndarray, fake: np.ndarray, k: int) -> list[tuple[str, float, float, float]]:
+    """The ``k`` features that alone separate ``fake`` from ``real`` feature rows best: ``(name, AUC, real mean,
+    synthetic mean)``, highest AUC first (symmetric, as :func:`classifier_auc`)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.zeros(len(real)), np.ones(len(fake))]
+    x = np.concatenate([real, fake])
+    aucs = [roc_auc_score(y, x[:, j]) for j in range(x.shape[1])]
+    rows = [(n, max(a, 1 - a), float(real[:, j].mean()), float(fake[:, j].mean()))
+            for j, (n, a) in enumerate(zip(names, aucs, strict=True))]
+    return sorted(rows, key=lambda r: -r[1])[:k]
+
+
 def w1(a: np.ndarray, b: np.ndarray, points: int = 1001) -> float:
     """Wasserstein-1 distance between the pixel-value distributions of two sets of maps, m/s."""
     p = np.linspace(0, 1, points)
@@ -299,15 +315,17 @@ def load_real(paths: list[Path], n: int, half: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------ run
 
 
-def evaluate(family: str, real: np.ndarray, seed: int) -> tuple[dict[str, float], np.ndarray]:
-    """Every metric of one family (see the module docstring) and the synthetic maps it drew."""
+def evaluate(family: str, real: np.ndarray, seed: int, explain: int = 0) -> tuple[dict, np.ndarray]:
+    """Every metric of one family (see the module docstring; ``tells``: :func:`tells` of ``explain`` features)
+    and the synthetic maps it drew."""
     torch.set_num_threads(1)
     start = time.perf_counter()
     fake = generate(family, len(real), seed).numpy()
     rate = len(real) / (time.perf_counter() - start)
     g = torch.Generator().manual_seed(seed)
     augmented = augment(torch.from_numpy(fake), g).numpy()
-    fr, ff, fa = (map_features(m)[1] for m in (real, fake, augmented))
+    names, fr = map_features(real)
+    ff, fa = (map_features(m)[1] for m in (fake, augmented))
     a, b = real[0::2], real[1::2]
     half_fake = fake[: len(b)]
     return {
@@ -320,6 +338,7 @@ def evaluate(family: str, real: np.ndarray, seed: int) -> tuple[dict[str, float]
         "coverage": coverage(a, half_fake),
         "coverage_ctrl": coverage(a, b),
         "rate": rate,
+        "tells": tells(names, fr, ff, explain),
     }, fake
 
 
@@ -331,6 +350,13 @@ def table(results: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {fam} | {r['real']} | {r['auc']:.3f} | {r['auc_aug']:.3f} | {r['auc_ctrl']:.3f} "
                      f"| {r['w1']:.0f} ({r['w1_ctrl']:.0f}) | {r['coverage']:.2f} ({r['coverage_ctrl']:.2f}) "
                      f"| {r['rate']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def tells_table(family: str, rows: list[tuple[str, float, float, float]]) -> str:
+    """Markdown table of one family's :func:`tells`."""
+    lines = [f"| {family}: feature | AUC alone | real mean | synthetic mean |", "|---|---|---|---|"]
+    lines += [f"| {n} | {a:.3f} | {r:.4g} | {f:.4g} |" for n, a, r, f in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -378,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="generator and classifier seed")
     parser.add_argument("--half", choices=("all", "even", "odd"), default="all",
                         help="keep only the even- or odd-indexed real maps (tune on one, check on the other)")
+    parser.add_argument("--explain", type=int, default=0, metavar="K",
+                        help="also list the K features that alone tell synthetic from real maps best")
     parser.add_argument("--out", type=Path, help="folder for realism.md and realism.png")
     parser.add_argument("--speed", type=int, metavar="N", help="only time the generators: N maps per family")
     args = parser.parse_args(argv)
@@ -389,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Generation speed, seed {args.seed}; torch {torch.__version__}, CPU, 1 thread\n")
         print(speed_table(families, args.speed, args.seed))
         return 0
+    if args.explain < 0:
+        raise FwiError(f"--explain needs K >= 0, got {args.explain}")
     if not args.real:
         raise FwiError("--real is required (a data root, family folder or velocity file), unless --speed")
     try:
@@ -405,10 +435,12 @@ def main(argv: list[str] | None = None) -> int:
         real = load_real(found[fam], args.n, args.half)
         if len(real) < 2 * FOLDS:
             raise FwiError(f"{fam}: {len(real)} real maps, need at least {2 * FOLDS}")
-        results[fam], fake = evaluate(fam, real, args.seed)
+        results[fam], fake = evaluate(fam, real, args.seed, args.explain)
         pairs[fam] = (real, fake)
         print(f"{fam}: AUC {results[fam]['auc']:.3f}", file=sys.stderr, flush=True)
     text = table(results)
+    if args.explain > 0:
+        text += "".join("\n" + tells_table(fam, r["tells"]) for fam, r in results.items())
     print(f"Realism, seed {args.seed}, real maps: {args.half}; torch {torch.__version__}, CPU, 1 thread\n")
     print(text)
     if args.out:

@@ -30,6 +30,17 @@ def test_classifier_auc_separates_only_different_maps(realism):
     assert realism.classifier_auc(f_flat[:40], f_flat[40:]) < 0.8  # two halves of one family: not
 
 
+def test_tells_rank_the_feature_that_differs_first(realism):
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(60, 4)), rng.normal(size=(60, 4))
+    fake[:, 2] += 5.0  # only this feature tells the sets apart
+    rows = realism.tells(["a", "b", "c", "d"], real, fake, 2)
+    assert len(rows) == 2 and rows[0][0] == "c" and rows[0][1] > 0.99 > rows[1][1]
+    assert rows[0][2] == pytest.approx(real[:, 2].mean()) and rows[0][3] == pytest.approx(fake[:, 2].mean())
+    real[:, 2], fake[:, 2] = -real[:, 2], -fake[:, 2]  # lower instead of higher: the same AUC (symmetric)
+    assert realism.tells(["a", "b", "c", "d"], real, fake, 1)[0][:2] == ("c", pytest.approx(rows[0][1]))
+
+
 def test_coverage_and_w1(realism):
     a, b = real_maps("CurveVelA", 40), real_maps("CurveVelA", 80)[40:]
     assert realism.coverage(a, a.copy()) == 1.0  # every map has an exact twin
@@ -64,10 +75,13 @@ def kaggle_tree(root: Path, n: int) -> Path:
 def test_runs_on_a_kaggle_tree(realism, tmp_path, capsys):
     root = kaggle_tree(tmp_path / "kaggle", 30)
     out = tmp_path / "out"
-    assert realism.main(["--real", str(root), "--n", "30", "--out", str(out)]) == 0
+    assert realism.main(["--real", str(root), "--n", "30", "--explain", "2", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    rows = [line for line in text.splitlines() if line.startswith("| Flat")]
+    rows = [line for line in text.splitlines() if line.startswith("| Flat") and ":" not in line]
     assert [r.split(" | ")[0:2] for r in rows] == [["| FlatVel_A", "30"], ["| FlatFault_A", "30"]]
+    for family in ("FlatVel_A", "FlatFault_A"):  # --explain 2: two features per family, AUC in [0.5, 1]
+        block = text.split(f"| {family}: feature | AUC alone | real mean | synthetic mean |")[1].splitlines()[2:4]
+        assert all(0.5 <= float(line.split("|")[2]) <= 1.0 for line in block), block
     for r in rows:
         cells = r.strip("|").split("|")
         assert 0.5 <= float(cells[2]) <= 1.0 and 0.5 <= float(cells[4]) <= 1.0  # AUCs
@@ -85,6 +99,8 @@ def test_errors_are_one_line(realism, tmp_path, capsys):
     assert capsys.readouterr().err == "error: FlatVel_A: 6 real maps, need at least 10\n"
     assert realism.main([]) == 1
     assert capsys.readouterr().err.startswith("error: --real is required (a data root")
+    assert realism.main(["--real", str(root), "--explain", "-1"]) == 1
+    assert capsys.readouterr().err == "error: --explain needs K >= 0, got -1\n"
 
 
 def test_speed_table(realism, capsys):
