@@ -263,13 +263,16 @@ def refine_folder(cfg: RefineConfig, test_dir: Path, *, progress: bool = True) -
     return len(todo), bad
 
 
-def write_submission(maps_dir: Path, test_dir: Path, path: Path) -> Path:
-    """The submission CSV of the refined maps ``<maps_dir>/<oid>.npy`` of every test file, validated."""
+def write_submission(maps_dir: Path, test_dir: Path, path: Path, logs: tuple[Path, ...] = ()) -> Path:
+    """The submission CSV of the refined maps ``<maps_dir>/<oid>.npy`` of every test file, validated.
+
+    Files that a ``--skip-bad`` run left without a map are named from the refine logs (``refine_log*.csv`` in
+    ``maps_dir`` and ``logs``)."""
     from fwi.predict import ChunkedCsvWriter  # the one CSV writer (chunked polars writes)
 
     oids = [oid for oid, _ in list_test_files(test_dir)]
     missing = [oid for oid in oids if not (maps_dir / f"{oid}.npy").exists()]
-    bad = {oid: row["error"] for log in sorted(maps_dir.glob("refine_log*.csv"))
+    bad = {oid: row["error"] for log in sorted({*maps_dir.glob("refine_log*.csv"), *logs})
            for oid, row in read_log(log).items() if row.get("status") == "bad"}
     skipped = [oid for oid in missing if oid in bad]
     if skipped:
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         for error in bad:
             print(f"  {error}", file=sys.stderr)
     if r.submission is not None:
-        print(write_submission(r.out, cfg.data.test_dir, r.submission))
+        print(write_submission(r.out, cfg.data.test_dir, r.submission, logs=(log,)))
     return 0
 
 

@@ -210,12 +210,14 @@ def test_skip_bad_keeps_the_start_maps_and_lists_the_files(case, tmp_path, capsy
         "a_good": "kept", "b_nan": "bad", "c_shape": "bad", "d_range": "bad"}
 
 
-def test_submission_after_skip_bad_names_the_skipped_file_not_the_shards(case, tmp_path, capsys):
+@pytest.mark.parametrize("custom_log", [False, True])
+def test_submission_after_skip_bad_names_the_skipped_file_not_the_shards(case, tmp_path, capsys, custom_log):
     d = bad_folders(case, tmp_path, {"b_nan": bad_maps(case)["b_nan"]})
     out = tmp_path / "out"
-    assert main(args(d, out, "--skip-bad", "refine.max_evals=0", "refine.workers=1")) == 0
+    log = [f"refine.log={tmp_path / 'elsewhere.csv'}"] if custom_log else []  # a log outside the maps folder
+    assert main(args(d, out, "--skip-bad", "refine.max_evals=0", "refine.workers=1", *log)) == 0
     capsys.readouterr()
-    assert main(args(d, out, "--skip-bad", "refine.max_evals=0", "--submission", str(tmp_path / "s.csv"))) == 1
+    assert main(args(d, out, "--skip-bad", "refine.max_evals=0", *log, "--submission", str(tmp_path / "s.csv"))) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (f"error: cannot write the submission: 1 of 2 test files were skipped as bad and have no map "
                    f"(first: {d['maps']}/b_nan.npy: NaN or Inf in start map); give them a usable start map and rerun")
