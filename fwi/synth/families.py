@@ -352,7 +352,7 @@ def _edge_window(g: torch.Generator, n: int, p_keep: float = 0.7) -> torch.Tenso
     keep = _u(g, (n, 2)) < p_keep
     zero = torch.zeros(n, device=g.device)
     ramp_l = torch.stack([zero, zero, _u(g, (n,), 0.85, 1.0)], 1)
-    ramp_r = torch.stack([_u(g, (n,), 0.6, 1.0), _u(g, (n,), 0.0, 0.12), torch.zeros(n, device=g.device)], 1)
+    ramp_r = torch.stack([_u(g, (n,), 0.6, 1.0), _u(g, (n,), 0.0, 0.12), zero], 1)
     w[:, 0, :3] = torch.where(keep[:, :1], ramp_l, 1.0)
     w[:, 0, -3:] = torch.where(keep[:, 1:], ramp_r, 1.0)
     return w
