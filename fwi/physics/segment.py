@@ -55,15 +55,12 @@ def potts_1d(profile: np.ndarray, penalty: float) -> list[int]:
     """
     p = np.asarray(profile, dtype=np.float64)
     n = len(p)
-    s1 = np.concatenate([[0.0], np.cumsum(p)])
-    s2 = np.concatenate([[0.0], np.cumsum(p * p)])
+    sse = _segment_costs(p[None])[0]  # sse[i, j]: cost of the segment p[i:j]
     best = np.full(n + 1, np.inf)
     best[0] = 0.0
     prev = np.zeros(n + 1, dtype=int)
     for j in range(1, n + 1):
-        i = np.arange(j)
-        sse = s2[j] - s2[i] - (s1[j] - s1[i]) ** 2 / (j - i)  # cost of the segment p[i:j]
-        total = best[i] + sse + penalty
+        total = best[:j] + sse[:j, j] + penalty
         k = int(np.argmin(total))
         best[j], prev[j] = total[k], k
     edges = [n]
