@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -181,20 +182,31 @@ def _fit_smooth(fit: _Fit, v0: Tensor, max_evals: int) -> tuple[Tensor, int]:
     return param.velocity(x).detach(), param.x0.numel()
 
 
-def _fit_prior(prior: str, v0: Tensor, labels, obs: Tensor, acq: Acquisition, n: int, deadline: float | None,
-               max_evals: int, scaled: bool) -> tuple[Tensor, int, _Fit]:
-    """Fit ``v0`` under one prior: the fitted map, its parameter count and the :class:`_Fit` (for its counts)."""
+class _PriorFit(NamedTuple):
+    """The fit of one prior: its name, the fitted map ``[nz, nx]`` (m/s), its parameter count and the
+    :class:`_Fit` that counted its simulations."""
+
+    prior: str
+    velocity: Tensor
+    parameters: int
+    fit: _Fit
+
+
+def _fit_prior(prior: str, v0: Tensor, labels, obs: Tensor, acq: Acquisition, n: int, max_seconds: float | None,
+               max_evals: int, scaled: bool) -> _PriorFit:
+    """Fit ``v0`` under one prior, stopping after ``max_seconds`` of wall time from now (None: no limit)."""
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     if prior == "layers":
         # A laterally invariant map gives every shot the same information: fit the centre shot alone.
         c = acq.n_sources // 2
         fit = _Fit(obs[:, c : c + 1], acq.with_(source_x=(acq.source_x[c],)), n, deadline)
-        return *_fit_layers(fit, Layers.from_map(v0), max_evals * ONE_SHOT_EVALS), fit
+        return _PriorFit(prior, *_fit_layers(fit, Layers.from_map(v0), max_evals * ONE_SHOT_EVALS), fit)
     fit = _Fit(obs, acq, n, deadline)
     if prior == "blocks":
-        return *_fit_layers(fit, Blocks.from_map(v0), max_evals), fit
+        return _PriorFit(prior, *_fit_layers(fit, Blocks.from_map(v0), max_evals), fit)
     if prior == "regions":
-        return *_fit_regions(fit, v0, labels, max_evals, scaled), fit
-    return *_fit_smooth(fit, v0, max_evals), fit
+        return _PriorFit(prior, *_fit_regions(fit, v0, labels, max_evals, scaled), fit)
+    return _PriorFit(prior, *_fit_smooth(fit, v0, max_evals), fit)
 
 
 def refine_map(
@@ -225,7 +237,6 @@ def refine_map(
         max_seconds: stop each fit (one per prior) after this wall time (a safety net; None: no limit). A run
             that hits it depends on the machine's speed: :attr:`Refinement.timed_out` says so.
     """
-    started = time.monotonic()
     if prior != "auto" and prior not in PRIORS:
         raise ValueError(f"unknown prior '{prior}': use auto or one of {', '.join(PRIORS)}")
     if v0.dim() != 2 or observed.dim() != 3:
@@ -236,26 +247,24 @@ def refine_map(
     routed, labels = classify(v0.cpu().numpy())
     structure, priors = (routed, PRIORS_OF[routed]) if prior == "auto" else ("forced", (prior,))
     n = window or time_window(v0, acq)
-    fits = []
     with torch.autocast(device_type=v0.device.type, enabled=False):
-        for p in priors:
-            deadline = None if max_seconds is None else (started if not fits else time.monotonic()) + max_seconds
-            fits.append((p, *_fit_prior(p, v0, labels, obs, acq, n, deadline, max_evals, routed in SCALED_REGIONS)))
+        fits = [_fit_prior(p, v0, labels, obs, acq, n, max_seconds, max_evals, routed in SCALED_REGIONS)
+                for p in priors]
         with torch.no_grad():
-            maps = torch.stack([v0] + [v for _, v, _, _ in fits])
+            maps = torch.stack([v0] + [f.velocity for f in fits])
             misfits = data_misfit(maps, obs.expand(len(maps), -1, -1, -1), acq).tolist()
     best = 1 + misfits[1:].index(min(misfits[1:]))
     improved = misfits[best] < misfits[0]
     return Refinement(
         velocity=(maps[best] if improved else v0).float(),
         structure=structure,
-        prior=fits[best - 1][0],
-        parameters=fits[best - 1][2],
+        prior=fits[best - 1].prior,
+        parameters=fits[best - 1].parameters,
         misfit_before=misfits[0],
         misfit_after=misfits[best] if improved else misfits[0],
         window=n,
-        gradients=sum(f.gradients for _, _, _, f in fits),
-        forwards=sum(f.forwards for _, _, _, f in fits),
-        timed_out=any(f.timed_out for _, _, _, f in fits),
+        gradients=sum(f.fit.gradients for f in fits),
+        forwards=sum(f.fit.forwards for f in fits),
+        timed_out=any(f.fit.timed_out for f in fits),
         improved=improved,
     )

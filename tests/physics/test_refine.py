@@ -323,3 +323,28 @@ def test_refine_map_checks_its_arguments():
         refine_map(v, obs, prior="tv3d", acq=TOY)
     with pytest.raises(ValueError, match=r"expected v0 \[nz, nx\]"):
         refine_map(v[None], obs, acq=TOY)
+
+
+def test_refine_map_gives_each_fit_its_own_time_budget(monkeypatch):
+    import fwi.physics.optimize as optimize_module
+    import fwi.physics.refine as refine_module
+
+    class Clock:  # the refinement's clock; the routing below takes an hour of it
+        offset = 0.0
+
+        def monotonic(self) -> float:
+            return time.monotonic() + self.offset
+
+    clock = Clock()
+
+    def slow_classify(v):
+        clock.offset += 3600.0
+        return classify(v)
+
+    monkeypatch.setattr(refine_module, "time", clock)
+    monkeypatch.setattr(optimize_module, "time", clock)
+    monkeypatch.setattr(refine_module, "classify", slow_classify)
+    true = layered([10, 20], [2000.0, 2500.0, 3000.0])
+    observed = simulate(true[None], TOY)[0]
+    r = refine_map(true + 40, observed, max_evals=1, acq=TOY, max_seconds=60.0)
+    assert r.prior == "layers" and not r.timed_out  # the fit's minute starts when the fit does
